@@ -1,0 +1,77 @@
+// Argument access for native entry points. The TypeScript layer validates first and produces the
+// detailed messages; these checks are the last line, so a caller that bypasses the wrappers still
+// gets a coded TypeError/RangeError instead of undefined behaviour.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "errors.h"
+
+namespace xz::binding {
+
+// A view of a typed array's bytes that honours byteOffset (node-addon-api's Data() includes it).
+template <typename T>
+struct View {
+  T* data;
+  size_t length;  // elements
+};
+
+template <typename T>
+napi_typedarray_type typed_array_type();
+template <> inline napi_typedarray_type typed_array_type<int16_t>() { return napi_int16_array; }
+template <> inline napi_typedarray_type typed_array_type<float>() { return napi_float32_array; }
+template <> inline napi_typedarray_type typed_array_type<uint8_t>() { return napi_uint8_array; }
+
+template <typename T>
+const char* typed_array_name();
+template <> inline const char* typed_array_name<int16_t>() { return "Int16Array"; }
+template <> inline const char* typed_array_name<float>() { return "Float32Array"; }
+template <> inline const char* typed_array_name<uint8_t>() { return "Uint8Array (or Buffer)"; }
+
+template <typename T>
+View<T> typed_array_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  Napi::Env env = info.Env();
+  if (index >= info.Length() || !info[index].IsTypedArray() ||
+      info[index].As<Napi::TypedArray>().TypedArrayType() != typed_array_type<T>()) {
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                     std::string("The \"") + name + "\" argument must be a " + typed_array_name<T>());
+  }
+  auto array = info[index].As<Napi::TypedArrayOf<T>>();
+  return View<T>{array.Data(), array.ElementLength()};
+}
+
+inline bool is_nullish(const Napi::CallbackInfo& info, size_t index) {
+  return index >= info.Length() || info[index].IsUndefined() || info[index].IsNull();
+}
+
+inline int64_t integer_arg(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t min, int64_t max) {
+  Napi::Env env = info.Env();
+  if (index >= info.Length() || !info[index].IsNumber()) {
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("The \"") + name + "\" argument must be a number");
+  }
+  const double d = info[index].As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE",
+                      std::string("The \"") + name + "\" argument must be an integer in [" + std::to_string(min) +
+                          ", " + std::to_string(max) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
+
+inline bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+// Base for wrapped native objects with an explicit close(): use after close and double close are
+// TypeErrors with code ERR_CLOSED.
+template <typename Impl>
+Impl& open_or_throw(Napi::Env env, Impl* impl, const char* class_name) {
+  if (!impl) throw_type_error(env, "ERR_CLOSED", std::string(class_name) + " is closed");
+  return *impl;
+}
+
+}  // namespace xz::binding
