@@ -1,0 +1,104 @@
+// Loads the native addon (prebuilt binary from prebuilds/, or build/Release after a source build)
+// through node-gyp-build, and proves at load that its AES-128-CTR matches node:crypto byte for byte.
+// Any failure is an Error with a code and a message that says what to do.
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { arch, platform } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { codedError } from './errors.js';
+
+/** The raw surface of xiaozhi_native.node. Only the typed wrappers in src/native use it. */
+export interface NativeAddon {
+  f32ToS16(input: Float32Array, output: Int16Array, level?: number): void;
+  s16ToF32(input: Int16Array, output: Float32Array): void;
+  supportedSimdLevels(): Array<{ id: number; name: string }>;
+  NativeResampler: new (inputRate: number, outputRate: number) => {
+    process<T extends Int16Array | Float32Array>(input: T): T;
+    flush(asFloat?: boolean): Int16Array | Float32Array;
+    reset(): void;
+    close(): void;
+    readonly delay: number;
+  };
+  NativeOpusEncoder: new (options: Record<string, number | boolean>) => {
+    encode(pcm: Int16Array): Buffer;
+    setComplexity(complexity: number): void;
+    setBitrate(bitrate: number): void;
+    reset(): void;
+    close(): void;
+  };
+  NativeOpusDecoder: new (sampleRate: number, channels: number) => {
+    decode(packet: Uint8Array | null, fec: boolean, frameSize: number): Int16Array;
+    reset(): void;
+    close(): void;
+    readonly lastFrameSize: number;
+  };
+  NativeAesCtr: new (key: Uint8Array) => {
+    crypt(iv: Uint8Array, data: Uint8Array, output: Uint8Array): void;
+    close(): void;
+  };
+  opensslVersion(): string;
+  opensslUnavailableReason(): string;
+  packetEncode(type: number, flags: number, ssrc: number, timestamp: number, sequence: number, payload: Uint8Array, out: Uint8Array): void;
+  packetParse(datagram: Uint8Array, fields: Uint32Array): string;
+  packetErrorMessage(code: string): string;
+  NativeReplayWindow: new (maxJump: number) => {
+    check(sequence: number): string;
+    commit(sequence: number): void;
+    reset(): void;
+    readonly last: number;
+  };
+  NativeDownlinkIv: new (nonce: Uint8Array) => {
+    next(payloadLength: number, timestampMs: number, out: Uint8Array): void;
+  };
+  buildInfo(): { opusVersion: string; opusSimd: string; simdLevel: string; buildType: string };
+}
+
+export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  let addon: NativeAddon;
+  try {
+    addon = nodeGypBuild(packageRoot) as NativeAddon;
+  } catch (err) {
+    throw codedError(
+      'ERR_NATIVE_LOAD',
+      `xiaozhi-gateway: no usable native addon for ${platform()}-${arch()} (Node-API 8) in ${packageRoot}: ` +
+        `${(err as Error).message}\n  Fix: reinstall so the prebuilt binary is used, or build from source with ` +
+        '`npm run build:native` (needs cmake, a C++17 compiler and the Node.js headers).',
+      err,
+    );
+  }
+  const reason = addon.opensslUnavailableReason();
+  if (reason) throw codedError('ERR_OPENSSL_UNAVAILABLE', `xiaozhi-gateway: ${reason}`);
+  selfTest(addon);
+  return addon;
+}
+
+// Encrypts a multi-block buffer whose counter wraps through all 128 bits and compares with
+// node:crypto. Catches a runtime whose exported OpenSSL behaves differently before any device does.
+function selfTest(addon: NativeAddon): void {
+  const key = randomBytes(16);
+  const iv = Buffer.alloc(16, 0xff);
+  iv[15] = 0xfe;
+  const data = randomBytes(61);
+  const ours = new Uint8Array(data.length);
+  const aes = new addon.NativeAesCtr(key);
+  try {
+    aes.crypt(iv, data, ours);
+  } finally {
+    aes.close();
+  }
+  const reference = createCipheriv('aes-128-ctr', key, iv).update(data);
+  if (!reference.equals(ours)) {
+    throw codedError(
+      'ERR_OPENSSL_SELFTEST',
+      'xiaozhi-gateway: the native AES-128-CTR self-test does not match node:crypto; refusing to run with ' +
+        `this runtime's OpenSSL (${addon.opensslVersion() || 'unknown'}).`,
+    );
+  }
+}
+
+export const native: NativeAddon = load();

@@ -1,0 +1,44 @@
+// Typed wrappers over the native addon. Arguments are validated here with messages that name the
+// argument, the expected and the received value; the addon repeats minimal checks as a last line.
+import { native } from './addon.js';
+
+export { AesCtr, opensslVersion } from './aes.js';
+export { f32ToS16, s16ToF32, supportedSimdLevels, type SimdLevelName } from './convert.js';
+export { type CodedError } from './errors.js';
+export {
+  OpusDecoder,
+  OpusEncoder,
+  opusFrameSizes,
+  OPUS_FRAME_DURATIONS_MS,
+  OPUS_SAMPLE_RATES,
+  type OpusApplication,
+  type OpusBandwidth,
+  type OpusDecodeOptions,
+  type OpusDecoderOptions,
+  type OpusEncoderOptions,
+  type OpusSampleRate,
+  type OpusSignal,
+} from './opus.js';
+export * as packet from './packet.js';
+export { Resampler, type ResamplerOptions } from './resampler.js';
+
+/** libopus version compiled into the addon, e.g. "libopus 1.3.1". */
+export function opusVersion(): string {
+  return native.buildInfo().opusVersion;
+}
+
+/** SIMD level of the sample conversion on this CPU: "avx2", "sse2", "neon" or "scalar". */
+export function simdLevel(): string {
+  return native.buildInfo().simdLevel;
+}
+
+/** Everything about the native build, for logs and bug reports. */
+export function nativeBuildInfo(): {
+  opusVersion: string;
+  opusSimd: string;
+  simdLevel: string;
+  buildType: string;
+  openssl: string;
+} {
+  return { ...native.buildInfo(), openssl: native.opensslVersion() };
+}
