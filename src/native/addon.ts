@@ -4,7 +4,8 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codedError } from './errors.js';
 
@@ -54,7 +55,19 @@ export interface NativeAddon {
   buildInfo(): { opusVersion: string; opusSimd: string; simdLevel: string; buildType: string };
 }
 
-export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The package's root directory (holds package.json, prebuilds/ and build/), from src/ or dist/src/. */
+export const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    try {
+      if (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name === 'xiaozhi-gateway') return dir;
+    } catch {
+      // no package.json here: keep walking up
+    }
+    if (dirname(dir) === dir) throw codedError('ERR_NATIVE_LOAD', `xiaozhi-gateway: package.json not found above ${start}`);
+  }
+}
 
 function load(): NativeAddon {
   const require = createRequire(import.meta.url);

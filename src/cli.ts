@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// xiaozhi-gateway command line. Subcommands load lazily so `--help` stays instant.
+import { readFileSync } from 'node:fs';
+
+const USAGE = `Usage: xiaozhi-gateway <command> [options]
+
+Commands:
+  bench [micro] [--json]     native micro-benchmarks per audio stage, against baselines measured
+                             in the same run (each benchmark in its own process)
+  info                       native build information (libopus, SIMD, OpenSSL)
+  version                    print the package version
+
+Run 'xiaozhi-gateway <command> --help' for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'bench': {
+      const { runBenchCli } = await import('../bench/main.js');
+      return runBenchCli(rest);
+    }
+    case 'info': {
+      const { nativeBuildInfo } = await import('./index.js');
+      process.stdout.write(JSON.stringify(nativeBuildInfo(), null, 2) + '\n');
+      return 0;
+    }
+    case 'version':
+    case '--version': {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      process.stdout.write(pkg.version + '\n');
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return command === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`xiaozhi-gateway: unknown command '${command}'\n\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as Error & { code?: string };
+    process.stderr.write(`xiaozhi-gateway: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
