@@ -22,7 +22,7 @@ export function f32ToS16(input: Float32Array, output?: Int16Array, level?: SimdL
   if (level === undefined) {
     native.f32ToS16(input, out);
   } else {
-    const id = LEVEL_IDS[level];
+    const id = Object.hasOwn(LEVEL_IDS, level) ? LEVEL_IDS[level] : undefined;
     if (id === undefined) throw rangeError('ERR_OUT_OF_RANGE', `level: expected one of ${Object.keys(LEVEL_IDS).join(', ')}, got ${String(level)}`);
     native.f32ToS16(input, out, id);
   }

@@ -82,7 +82,8 @@ export function expectOneOf<T extends string>(name: string, value: unknown, allo
 }
 
 export function expectOptions(name: string, value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value) ||
+      value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
     throw typeError('ERR_INVALID_ARG_TYPE', `${name}: expected an options object, got ${describe(value)}`);
   }
   return value as Record<string, unknown>;

@@ -58,7 +58,8 @@ function expectRate(name: string, value: unknown): OpusSampleRate {
 
 /** Samples per channel of every valid Opus frame at `sampleRate`. */
 export function opusFrameSizes(sampleRate: OpusSampleRate): number[] {
-  return OPUS_FRAME_DURATIONS_MS.map((ms) => (sampleRate * ms) / 1000);
+  const rate = expectRate('sampleRate', sampleRate);
+  return OPUS_FRAME_DURATIONS_MS.map((ms) => (rate * ms) / 1000);
 }
 
 function expectFrame(name: string, samplesPerChannel: number, sampleRate: OpusSampleRate): void {

@@ -1,5 +1,5 @@
 import { native } from './addon.js';
-import { describe, expectInteger, expectOptions, rejectUnknownKeys, typeError } from './errors.js';
+import { describe, expectInteger, expectOneOf, expectOptions, rejectUnknownKeys, typeError } from './errors.js';
 
 export interface ResamplerOptions {
   /** Hz, e.g. 16000 */
@@ -40,6 +40,7 @@ export class Resampler {
   flush(): Int16Array;
   flush(format: 'f32'): Float32Array;
   flush(format?: 'f32'): Int16Array | Float32Array {
+    if (format !== undefined) expectOneOf('format', format, ['f32'] as const);
     return this.#impl.flush(format === 'f32');
   }
 

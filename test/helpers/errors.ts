@@ -5,12 +5,14 @@ import { expect } from 'vitest';
 type ErrorCtor = typeof TypeError | typeof RangeError | typeof Error;
 
 export function thrown(fn: () => unknown): unknown {
+  let result: unknown;
   try {
-    fn();
+    result = fn();
   } catch (err) {
     return err;
   }
-  throw new Error('expected the call to throw, but it returned normally');
+  const shown = ArrayBuffer.isView(result) ? `${result.constructor.name}(${result.byteLength} bytes)` : typeof result === 'object' && result !== null ? result.constructor?.name ?? 'object' : String(result);
+  throw new Error(`expected the call to throw, but it returned normally (${shown})`);
 }
 
 /**
