@@ -8,6 +8,7 @@
 #include "dsp/opus_codec.h"
 #include "opus_binding.h"
 #include "packet_binding.h"
+#include "pipeline_binding.h"
 #include "resampler_binding.h"
 
 namespace xz::binding {
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_opus(env, exports);
   init_aes(env, exports);
   init_packet(env, exports);
+  init_pipeline(env, exports);
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   return exports;
 }

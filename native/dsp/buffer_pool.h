@@ -57,6 +57,8 @@ class PooledBuffer {
   size_t size() const { return pool_ ? pool_->slab_size() : 0; }
   explicit operator bool() const { return data_ != nullptr; }
   void reset() { if (data_) { pool_->release(data_); data_ = nullptr; } }
+  // Hands the slab to the caller, who must release it to the pool later.
+  [[nodiscard]] uint8_t* release_ownership() { uint8_t* p = data_; data_ = nullptr; return p; }
 
  private:
   BufferPool* pool_ = nullptr;

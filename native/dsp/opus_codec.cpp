@@ -11,6 +11,11 @@
 namespace xz::dsp {
 namespace {
 
+// libopus's private "force mode" request (src/opus_private.h, unchanged since 1.0): not in the public
+// headers, but it is the only way to switch an existing encoder to CELT-only without a new state.
+constexpr int kOpusSetForceModeRequest = 11002;
+constexpr int kOpusModeCeltOnly = 1002;
+
 [[noreturn]] void config_error(const std::string& message) {
   throw DspError(ErrorKind::kRange, "ERR_OPUS_CONFIG", message);
 }
@@ -146,7 +151,23 @@ void Encoder::set_bitrate(int bitrate) {
   config_.bitrate = bitrate;
 }
 
+void Encoder::set_celt_only(bool celt_only) {
+  apply(kOpusSetForceModeRequest, celt_only ? kOpusModeCeltOnly : OPUS_AUTO, "forceMode");
+  celt_only_ = celt_only;
+}
+
 void Encoder::reset() { opus_encoder_ctl(st_, OPUS_RESET_STATE); }
+
+int opus_packet_samples(const uint8_t* packet, size_t length, int sample_rate) {
+  if (!packet || length == 0 || length > kOpusMaxPacket) return -1;
+  const int n = opus_packet_get_nb_samples(packet, static_cast<opus_int32>(length), sample_rate);
+  return n > 0 ? n : -1;
+}
+
+int opus_packet_channels(const uint8_t* packet, size_t length) {
+  if (!packet || length == 0) return -1;
+  return opus_packet_get_nb_channels(packet);
+}
 
 Decoder::Decoder(int sample_rate, int channels)
     : st_(nullptr), sample_rate_(sample_rate), channels_(channels), last_frame_(sample_rate / 50) {

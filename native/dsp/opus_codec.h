@@ -41,6 +41,11 @@ const char* opus_simd_summary();  // what SIMD the libopus build carries, from t
 bool valid_opus_rate(int rate);
 // True when samples_per_channel is 2.5/5/10/20/40/60 ms at sample_rate.
 bool valid_opus_frame(int sample_rate, int samples_per_channel);
+// Samples per channel the packet decodes to at sample_rate, or -1 if its TOC/framing is invalid.
+// Cheap (no decoding): used to reject garbage before it touches decoder state.
+int opus_packet_samples(const uint8_t* packet, size_t length, int sample_rate);
+// Channels coded in the packet's TOC byte (1 or 2), or -1 for an empty packet.
+int opus_packet_channels(const uint8_t* packet, size_t length);
 
 class Encoder {
  public:
@@ -56,6 +61,11 @@ class Encoder {
   // Runtime tuning (the adaptive ladder): these take effect from the next frame.
   void set_complexity(int complexity);
   void set_bitrate(int bitrate);
+  // Forces CELT-only coding (cheapest mode, ~4x less CPU than hybrid at 24 kHz) or returns to the
+  // application's automatic mode choice. Takes effect from the next frame; the decoder follows
+  // mode switches within the stream.
+  void set_celt_only(bool celt_only);
+  bool celt_only() const { return celt_only_; }
   int complexity() const { return config_.complexity; }
   const OpusEncoderConfig& config() const { return config_; }
   void reset();
@@ -64,6 +74,7 @@ class Encoder {
   void apply(int request, int value, const char* what);
   OpusEncoder* st_;
   OpusEncoderConfig config_;
+  bool celt_only_ = false;
 };
 
 class Decoder {

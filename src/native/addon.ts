@@ -53,6 +53,33 @@ export interface NativeAddon {
     next(payloadLength: number, timestampMs: number, out: Uint8Array): void;
   };
   buildInfo(): { opusVersion: string; opusSimd: string; simdLevel: string; buildType: string };
+  NativePipeline: new (
+    options: Record<string, unknown>,
+    dispatcher: (meta: Uint32Array, data: ArrayBuffer) => void,
+  ) => NativePipelineHandle;
+  runTightLoop(
+    key: Uint8Array,
+    nonce: Uint8Array,
+    datagrams: Uint8Array[],
+    pcm: Float32Array,
+    options: Record<string, number>,
+  ): { totalNs: number; framePairNs: Float64Array; uplinkFramesOut: number; downlinkDatagramsOut: number };
+}
+
+/** The addon's pipeline object (wrapped by AudioPipeline in pipeline.ts). */
+export interface NativePipelineHandle {
+  createUplink(key: Uint8Array, nonce: Uint8Array, options: Record<string, number>): number;
+  createDownlink(key: Uint8Array, nonce: Uint8Array, options: Record<string, number | boolean>): number;
+  /** 0 queued, 1 queued after dropping the oldest item, 2 unknown/closed stream, 3 datagram too large */
+  push(id: number, data: Uint8Array | Int16Array | Float32Array, tag: number): number;
+  flush(id: number, tag: number): number;
+  abort(id: number, tag: number): boolean;
+  closeStream(id: number): boolean;
+  metrics(): ArrayBuffer;
+  metricsLayout(): { counters: string[]; histograms: string[]; buckets: number; histogramOffset: number };
+  setLadderLevel(level: number): void;
+  close(): void;
+  readonly tasksInFlight: number;
 }
 
 /** The package's root directory (holds package.json, prebuilds/ and build/), from src/ or dist/src/. */

@@ -21,6 +21,22 @@ export {
 } from './opus.js';
 export * as packet from './packet.js';
 export { Resampler, type ResamplerOptions } from './resampler.js';
+export {
+  AudioPipeline,
+  DEFAULT_DOWNLINK_ENCODER,
+  DEFAULT_ENCODER_LADDER,
+  DownlinkStream,
+  UplinkStream,
+  type AudioPipelineOptions,
+  type DownlinkEncoderOptions,
+  type DownlinkOptions,
+  type DownlinkPacket,
+  type EncoderRung,
+  type PushOutcome,
+  type UplinkFrame,
+  type UplinkOptions,
+} from './pipeline.js';
+export { diffMetrics, readMetrics, summarizeBuckets, type HistogramSummary, type MetricsLayout, type MetricsSnapshot } from './metrics.js';
 
 /** libopus version compiled into the addon, e.g. "libopus 1.3.1". */
 export function opusVersion(): string {

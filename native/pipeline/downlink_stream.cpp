@@ -1,0 +1,167 @@
+#include "downlink_stream.h"
+
+#include <algorithm>
+#include <cstring>
+#include <cstdlib>
+
+#include "dsp/convert.h"
+#include "dsp/dsp_error.h"
+
+namespace xz::pipeline {
+namespace {
+// Input is resampled in sub-chunks of this many samples so every scratch buffer has a fixed size.
+constexpr size_t kSubChunk = 1024;
+}  // namespace
+
+DownlinkStream::DownlinkStream(const DownlinkConfig& config)
+    : config_(config),
+      aes_(config.key),
+      encoder_(config.encoder),
+      resampler_(config.input_rate, config.encoder.sample_rate),
+      iv_(config.nonce),
+      frame_samples_(static_cast<size_t>(config.encoder.sample_rate / 1000 * config.frame_ms)),
+      converted_(Pools::kPcmSlab / sizeof(int16_t)),
+      resampled_(resampler_.max_output(kSubChunk) + static_cast<size_t>(resampler_.max_flush())),
+      frame_(frame_samples_) {
+  if (!dsp::valid_opus_frame(config.encoder.sample_rate, static_cast<int>(frame_samples_))) {
+    throw dsp::DspError(dsp::ErrorKind::kRange, "ERR_PIPELINE_CONFIG",
+                        "downlink frame of " + std::to_string(config.frame_ms) + " ms is not a valid Opus frame");
+  }
+}
+
+void DownlinkStream::apply_ladder(ProcessContext& ctx) {
+  if (!config_.adaptive || ctx.ladder_level == applied_level_) return;
+  // Level 0 is this stream's configured quality; level k >= 1 is rung k-1 of the ladder.
+  if (ctx.ladder_level == 0) {
+    encoder_.set_complexity(config_.encoder.complexity);
+    encoder_.set_celt_only(base_celt_only_);
+  } else {
+    const EncoderRung& rung = ctx.ladder.rung(ctx.ladder_level - 1);
+    encoder_.set_complexity(rung.complexity);
+    encoder_.set_celt_only(rung.celt_only);
+  }
+  applied_level_ = ctx.ladder_level;
+}
+
+void DownlinkStream::encode_frame(const InputItem& item, uint32_t flags, ProcessContext& ctx) {
+  MetricsBlock& m = ctx.metrics;
+  const uint32_t ts = static_cast<uint32_t>(media_ms_);
+  media_ms_ += static_cast<uint64_t>(config_.frame_ms);
+  if (config_.silence_threshold > 0) {
+    const int16_t* f = frame_.data();
+    bool silent = true;
+    for (size_t i = 0; i < frame_samples_ && silent; ++i) silent = std::abs(int{f[i]}) <= config_.silence_threshold;
+    if (silent) {
+      m.add(kDropSilence);
+      return;
+    }
+  }
+  apply_ladder(ctx);
+  dsp::PooledBuffer out(ctx.pools.datagram);
+  uint64_t t0 = now_ns();
+  const size_t n = encoder_.encode(frame_.data(), static_cast<int>(frame_samples_), out.data() + dsp::kPacketHeaderSize,
+                                   Pools::kDatagramSlab - dsp::kPacketHeaderSize);
+  m.observe(kHistDownEncode, now_ns() - t0);
+  if (n + dsp::kPacketHeaderSize > dsp::kMaxDatagramSize) {
+    m.add(kDropDecode);  // cannot happen at sane bitrates; never send an oversize datagram
+    return;
+  }
+  dsp::PacketHeader h;
+  if (!iv_.next(static_cast<uint16_t>(n), ts, &h)) {
+    throw dsp::DspError(dsp::ErrorKind::kState, "ERR_IV_EXHAUSTED", "downlink IV space exhausted: re-key the session");
+  }
+  dsp::write_header(h, out.data());
+  t0 = now_ns();
+  aes_.crypt(out.data(), out.data() + dsp::kPacketHeaderSize, out.data() + dsp::kPacketHeaderSize, n);
+  m.observe(kHistDownEncrypt, now_ns() - t0);
+
+  Result r;
+  r.stream_id = id;
+  r.kind = ResultKind::kDownlinkDatagram;
+  r.flags = flags;
+  r.pool = &ctx.pools.datagram;
+  r.slab = out.release_ownership();
+  r.length = static_cast<uint32_t>(n + dsp::kPacketHeaderSize);
+  r.tag = item.tag;
+  r.sequence = h.sequence;
+  r.timestamp = h.timestamp;
+  r.enqueued_ns = item.enqueued_ns;
+  ctx.results.push_back(r);
+  m.add(kDownFramesOut);
+  m.add(kDownBytesOut, r.length);
+}
+
+void DownlinkStream::append_pcm(const int16_t* pcm, size_t n, const InputItem& item, ProcessContext& ctx) {
+  while (n > 0) {
+    const size_t take = std::min(n, frame_samples_ - filled_);
+    std::memcpy(frame_.data() + filled_, pcm, take * sizeof(int16_t));
+    filled_ += take;
+    pcm += take;
+    n -= take;
+    if (filled_ == frame_samples_) {
+      encode_frame(item, 0, ctx);
+      filled_ = 0;
+    }
+  }
+}
+
+void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
+  MetricsBlock& m = ctx.metrics;
+  switch (item.kind) {
+    case ItemKind::kReset:
+      filled_ = 0;
+      resampler_.reset();
+      return;
+    case ItemKind::kFlush: {
+      uint64_t t0 = now_ns();
+      const size_t tail = resampler_.flush(resampled_.data(), resampled_.size());
+      m.observe(kHistDownResample, now_ns() - t0);
+      append_pcm(resampled_.data(), tail, item, ctx);
+      if (filled_ > 0) {
+        std::fill(frame_.begin() + static_cast<std::ptrdiff_t>(filled_), frame_.end(), int16_t{0});
+        encode_frame(item, 0, ctx);
+        filled_ = 0;
+      }
+      // Mark the turn's last datagram (if this flush produced or left one in this batch) and report
+      // the end of the turn so the sender can schedule `tts stop` after it.
+      for (auto it = ctx.results.rbegin(); it != ctx.results.rend(); ++it) {
+        if (it->stream_id != id) continue;
+        if (it->kind == ResultKind::kDownlinkDatagram) it->flags |= kResultLastOfTurn;
+        break;
+      }
+      Result end;
+      end.stream_id = id;
+      end.kind = ResultKind::kDownlinkTurnEnd;
+      end.tag = item.tag;
+      end.enqueued_ns = item.enqueued_ns;
+      ctx.results.push_back(end);
+      return;
+    }
+    case ItemKind::kData: break;
+  }
+  m.add(kDownFramesIn);
+  m.add(kDownBytesIn, item.length);
+  const int16_t* s16;
+  size_t samples;
+  if (item.format == SampleFormat::kF32) {
+    samples = item.length / sizeof(float);
+    const uint64_t t0 = now_ns();
+    dsp::f32_to_s16(reinterpret_cast<const float*>(item.slab), converted_.data(), samples);
+    m.observe(kHistDownConvert, now_ns() - t0);
+    s16 = converted_.data();
+  } else {
+    samples = item.length / sizeof(int16_t);
+    s16 = reinterpret_cast<const int16_t*>(item.slab);
+  }
+  while (samples > 0) {
+    const size_t take = std::min(samples, kSubChunk);
+    const uint64_t t0 = now_ns();
+    const size_t n = resampler_.process(s16, take, resampled_.data(), resampled_.size());
+    m.observe(kHistDownResample, now_ns() - t0);
+    append_pcm(resampled_.data(), n, item, ctx);
+    s16 += take;
+    samples -= take;
+  }
+}
+
+}  // namespace xz::pipeline

@@ -1,0 +1,56 @@
+// Agent -> device: PCM chunks of any size (Int16 or Float32, at the agent's rate) -> Int16 ->
+// resample to the device rate -> accumulate one frame (60 ms) -> optional silence gate -> Opus
+// encode -> header with the downlink IV scheme (PROTOCOL.md §3.2) -> AES-CTR encrypt.
+// A flush item ends a speech turn: the resampler tail and the partial frame are padded and sent.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dsp/aes_ctr.h"
+#include "dsp/opus_codec.h"
+#include "dsp/packet.h"
+#include "dsp/resampler.h"
+#include "stream.h"
+
+namespace xz::pipeline {
+
+struct DownlinkConfig {
+  uint8_t key[16] = {};
+  uint8_t nonce[16] = {};
+  int input_rate = 48000;   // what the agent delivers
+  int frame_ms = 60;        // device frame (hello reply audio_params.frame_duration)
+  dsp::OpusEncoderConfig encoder;  // sample_rate = device rate (24000)
+  bool adaptive = true;     // follow the pipeline's encoder ladder under load
+  int silence_threshold = 0;  // frames whose every |sample| <= this are not sent (0 = gate off)
+};
+
+class DownlinkStream final : public Stream {
+ public:
+  explicit DownlinkStream(const DownlinkConfig& config);
+  bool is_uplink() const override { return false; }
+  // Configured quality is CELT-only (used for the "restricted" default rungs and benchmarks).
+  void force_celt_only() { encoder_.set_celt_only(true); base_celt_only_ = true; }
+  void process(const InputItem& item, ProcessContext& ctx) override;
+
+ private:
+  void append_pcm(const int16_t* pcm, size_t n, const InputItem& item, ProcessContext& ctx);
+  void encode_frame(const InputItem& item, uint32_t flags, ProcessContext& ctx);
+  void apply_ladder(ProcessContext& ctx);
+
+  DownlinkConfig config_;
+  dsp::AesCtr aes_;
+  dsp::Encoder encoder_;
+  dsp::Resampler resampler_;
+  dsp::DownlinkIvScheme iv_;
+  size_t frame_samples_;
+  std::vector<int16_t> converted_;  // a Float32 chunk converted to Int16
+  std::vector<int16_t> resampled_;  // resampler output for one sub-chunk
+  std::vector<int16_t> frame_;      // accumulator, frame_samples_ long
+  size_t filled_ = 0;
+  uint64_t media_ms_ = 0;           // audio time of the next frame
+  int applied_level_ = 0;
+  bool base_celt_only_ = false;
+};
+
+}  // namespace xz::pipeline

@@ -1,0 +1,367 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "dsp/dsp_error.h"
+#include "dsp/packet.h"
+
+namespace xz::pipeline {
+
+struct Scheduler::WorkerScratch {
+  std::vector<InputItem> items;
+  std::vector<Result> results;
+};
+
+namespace {
+constexpr uint64_t kWindowNs = 250'000'000;
+constexpr uint64_t kCalmNs = 3'000'000'000;
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerOptions& options, std::shared_ptr<MetricsBlock> metrics)
+    : options_(options), metrics_(std::move(metrics)) {
+  if (options_.max_workers < 1) options_.max_workers = 1;
+  if (options_.queue_capacity < 1) options_.queue_capacity = 1;
+  if (options_.downlink_queue_capacity < 1) options_.downlink_queue_capacity = 1;
+  if (options_.batch_per_stream < 1) options_.batch_per_stream = 1;
+  results_.reserve(4096);
+  for (int i = 0; i < options_.max_workers; ++i) {
+    auto s = std::make_unique<WorkerScratch>();
+    s->items.resize(options_.batch_per_stream);
+    s->results.reserve(1024);
+    free_scratch_.push_back(s.get());
+    scratch_.push_back(std::move(s));
+  }
+  set_ladder_level(0);
+}
+
+Scheduler::~Scheduler() {
+  // Only reached when no worker runs (the binding keeps the scheduler alive until then).
+  for (auto& [id, s] : streams_) {
+    drop_queued_locked(s, kDropClosed, false);
+    delete s;
+  }
+  std::vector<Result> rest;
+  rest.swap(results_);
+  for (Result& r : rest) release_result(r);
+}
+
+void Scheduler::release_result(Result& r) {
+  if (r.slab) r.pool->release(r.slab);
+  r.slab = nullptr;
+}
+
+uint32_t Scheduler::add_stream(std::unique_ptr<Stream> stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Stream* s = stream.release();
+  s->id = next_id_++;
+  s->ring.resize(s->is_uplink() ? options_.queue_capacity : options_.downlink_queue_capacity);
+  streams_.emplace(s->id, s);
+  metrics_->set(kStreamsOpen, streams_.size());
+  return s->id;
+}
+
+bool Scheduler::has_stream(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return streams_.count(id) != 0;
+}
+
+void Scheduler::push_ready_locked(Stream* s) {
+  s->next_ready = nullptr;
+  if (ready_tail_) ready_tail_->next_ready = s; else ready_head_ = s;
+  ready_tail_ = s;
+  ++ready_count_;
+}
+
+Stream* Scheduler::pop_ready_locked() {
+  Stream* s = ready_head_;
+  if (!s) return nullptr;
+  ready_head_ = s->next_ready;
+  if (!ready_head_) ready_tail_ = nullptr;
+  s->next_ready = nullptr;
+  --ready_count_;
+  return s;
+}
+
+void Scheduler::enqueue_locked(Stream* s, const InputItem& item) {
+  const size_t cap = s->ring.size();
+  if (s->count == cap) {
+    // Drop-oldest: under overload the freshest audio matters most, and memory stays bounded.
+    InputItem& oldest = s->ring[s->head];
+    if (oldest.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(oldest.slab);
+    s->head = (s->head + 1) % cap;
+    --s->count;
+    (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
+    metrics_->add(s->is_uplink() ? kDropQueueOverflowUp : kDropQueueOverflowDown);
+  }
+  s->ring[(s->head + s->count) % cap] = item;
+  ++s->count;
+  size_t& q = s->is_uplink() ? queued_up_ : queued_down_;
+  ++q;
+  queued_peak_ = std::max(queued_peak_, queued_up_ + queued_down_);
+  if (!s->scheduled) {
+    s->scheduled = true;
+    push_ready_locked(s);
+  }
+}
+
+PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return PushResult::kUnknownStream;
+  Stream* s = it->second;
+  dsp::BufferPool& pool = s->is_uplink() ? pools_.datagram : pools_.pcm;
+  if (s->is_uplink() && bytes > dsp::kMaxDatagramSize) return PushResult::kTooLarge;
+  const uint64_t now = now_ns();
+  const size_t sample_size = format == SampleFormat::kF32 ? sizeof(float) : sizeof(int16_t);
+  // PCM larger than one slab is split at sample boundaries; datagrams always fit one slab.
+  const size_t chunk_max = s->is_uplink() ? bytes : (Pools::kPcmSlab / sample_size) * sample_size;
+  const uint64_t drops_before = metrics_->get(kDropQueueOverflowUp) + metrics_->get(kDropQueueOverflowDown);
+  size_t offset = 0;
+  do {
+    const size_t n = std::min(bytes - offset, chunk_max);
+    InputItem item;
+    item.slab = pool.acquire();
+    std::memcpy(item.slab, data + offset, n);
+    item.length = static_cast<uint32_t>(n);
+    item.tag = tag;
+    item.enqueued_ns = now;
+    item.kind = ItemKind::kData;
+    item.format = format;
+    enqueue_locked(s, item);
+    offset += n;
+  } while (offset < bytes);
+  const uint64_t drops_after = metrics_->get(kDropQueueOverflowUp) + metrics_->get(kDropQueueOverflowDown);
+  return drops_after != drops_before ? PushResult::kQueuedDroppedOldest : PushResult::kQueued;
+}
+
+PushResult Scheduler::push_control(uint32_t id, ItemKind kind, uint32_t tag) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return PushResult::kUnknownStream;
+  InputItem item;
+  item.kind = kind;
+  item.tag = tag;
+  item.enqueued_ns = now_ns();
+  enqueue_locked(it->second, item);
+  return PushResult::kQueued;
+}
+
+void Scheduler::drop_queued_locked(Stream* s, Counter reason, bool keep_control) {
+  const size_t cap = s->ring.size();
+  size_t kept = 0;
+  for (size_t i = 0; i < s->count; ++i) {
+    InputItem& item = s->ring[(s->head + i) % cap];
+    if (keep_control && item.kind != ItemKind::kData) {
+      s->ring[(s->head + kept++) % cap] = item;
+      continue;
+    }
+    if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
+    if (item.kind == ItemKind::kData) metrics_->add(reason);
+    (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
+  }
+  s->count = kept;
+  (s->is_uplink() ? queued_up_ : queued_down_) += kept;
+}
+
+bool Scheduler::abort_stream(uint32_t id, uint32_t tag) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return false;
+  Stream* s = it->second;
+  drop_queued_locked(s, kDropAborted, false);
+  InputItem reset;
+  reset.kind = ItemKind::kReset;
+  reset.tag = tag;
+  reset.enqueued_ns = now_ns();
+  enqueue_locked(s, reset);
+  return true;
+}
+
+bool Scheduler::close_stream(uint32_t id) {
+  Stream* to_delete = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = streams_.find(id);
+    if (it == streams_.end()) return false;
+    Stream* s = it->second;
+    streams_.erase(it);
+    metrics_->set(kStreamsOpen, streams_.size());
+    s->closed = true;
+    drop_queued_locked(s, kDropClosed, false);
+    if (!s->scheduled) {
+      to_delete = s;
+    } else if (s->next_ready || ready_tail_ == s) {
+      // Waiting in the ready list (not held by a worker): unlink and free it now.
+      Stream* prev = nullptr;
+      for (Stream* p = ready_head_; p; prev = p, p = p->next_ready) {
+        if (p != s) continue;
+        if (prev) prev->next_ready = s->next_ready; else ready_head_ = s->next_ready;
+        if (ready_tail_ == s) ready_tail_ = prev;
+        --ready_count_;
+        to_delete = s;
+        break;
+      }
+    }
+    // Otherwise a worker holds it and frees it when its chunk is done.
+  }
+  delete to_delete;
+  return true;
+}
+
+void Scheduler::close_all() {
+  std::vector<uint32_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entry : streams_) ids.push_back(entry.first);
+  }
+  for (uint32_t id : ids) close_stream(id);
+}
+
+int Scheduler::workers_to_start() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int busy = active_workers_ + starting_workers_;
+  int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
+  const int n = std::max(0, want - busy);
+  starting_workers_ += n;
+  return n;
+}
+
+void Scheduler::take_results(std::vector<Result>& out) {
+  out.clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.swap(results_);
+    // Results of streams closed after they were produced are discarded here, on the main thread.
+    size_t kept = 0;
+    for (Result& r : out) {
+      if (streams_.count(r.stream_id)) out[kept++] = r; else release_result(r);
+    }
+    out.resize(kept);
+    if (results_.capacity() < 4096) results_.reserve(4096);
+  }
+}
+
+void Scheduler::set_ladder_level(int level) {
+  level = std::clamp(level, 0, options_.ladder.rungs());
+  ladder_level_.store(level, std::memory_order_relaxed);
+  metrics_->set(kEncoderLevel, static_cast<uint64_t>(level));
+  if (level == 0) {
+    metrics_->set(kEncoderComplexity, static_cast<uint64_t>(options_.base_complexity));
+    metrics_->set(kEncoderCeltOnly, 0);
+  } else {
+    const EncoderRung& r = options_.ladder.rung(level - 1);
+    metrics_->set(kEncoderComplexity, static_cast<uint64_t>(r.complexity));
+    metrics_->set(kEncoderCeltOnly, r.celt_only ? 1 : 0);
+  }
+}
+
+void Scheduler::tick(uint64_t now) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_->set(kQueueDepthUp, queued_up_);
+    metrics_->set(kQueueDepthDown, queued_down_);
+    metrics_->set(kQueueDepthPeak, queued_peak_);
+    metrics_->set(kWorkersActive, static_cast<uint64_t>(active_workers_));
+  }
+  const dsp::BufferPoolStats a = pools_.datagram.stats(), b = pools_.pcm.stats();
+  metrics_->set(kPoolInUse, a.in_use + b.in_use);
+  metrics_->set(kPoolPeak, a.peak + b.peak);
+  metrics_->set(kPoolMisses, a.misses + b.misses);
+  metrics_->set(kPoolAcquires, a.acquires + b.acquires);
+
+  if (!options_.adaptive) return;
+  if (window_start_ == 0) window_start_ = calm_since_ = now;
+  if (now - window_start_ < kWindowNs) return;
+  const uint64_t items = window_items_.exchange(0, std::memory_order_relaxed);
+  const uint64_t late = window_late_.exchange(0, std::memory_order_relaxed);
+  const uint64_t max_wait = window_max_wait_.exchange(0, std::memory_order_relaxed);
+  window_start_ = now;
+  const int level = ladder_level();
+  if (items > 0 && late * 20 > items) {
+    calm_since_ = now;
+    if (level < options_.ladder.rungs()) {
+      set_ladder_level(level + 1);
+      metrics_->add(kLadderStepsDown);
+    }
+  } else if (max_wait > options_.wait_budget_ns / 2) {
+    calm_since_ = now;
+  } else if (level > 0 && now - calm_since_ >= kCalmNs) {
+    set_ladder_level(level - 1);
+    metrics_->add(kLadderStepsUp);
+    calm_since_ = now;
+  }
+}
+
+void Scheduler::run_worker(uint64_t queued_at_ns) {
+  MetricsBlock& m = *metrics_;
+  const uint64_t start = now_ns();
+  m.observe(kHistThreadpoolWait, start - queued_at_ns);
+  m.add(kWorkItems);
+  WorkerScratch* scratch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --starting_workers_;
+    ++active_workers_;
+    scratch = free_scratch_.back();
+    free_scratch_.pop_back();
+  }
+  const uint64_t deadline = start + options_.worker_budget_ns;
+  for (;;) {
+    Stream* s;
+    size_t n = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      s = pop_ready_locked();
+      if (!s) break;
+      const size_t cap = s->ring.size();
+      while (n < options_.batch_per_stream && s->count > 0) {
+        scratch->items[n++] = s->ring[s->head];
+        s->head = (s->head + 1) % cap;
+        --s->count;
+        (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
+      }
+    }
+    ProcessContext ctx{m, pools_, scratch->results, options_.ladder, ladder_level()};
+    for (size_t i = 0; i < n; ++i) {
+      InputItem& item = scratch->items[i];
+      const uint64_t t = now_ns();
+      const uint64_t wait = t - item.enqueued_ns;
+      m.observe(kHistFrameWait, wait);
+      window_items_.fetch_add(1, std::memory_order_relaxed);
+      if (wait > options_.wait_budget_ns) window_late_.fetch_add(1, std::memory_order_relaxed);
+      uint64_t prev = window_max_wait_.load(std::memory_order_relaxed);
+      while (wait > prev && !window_max_wait_.compare_exchange_weak(prev, wait, std::memory_order_relaxed)) {}
+      try {
+        s->process(item, ctx);
+      } catch (const dsp::DspError&) {
+        m.add(kDropDecode);  // a stage refused this item; the stream stays usable
+      } catch (const std::exception&) {
+        m.add(kDropDecode);
+      }
+      if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
+      item.slab = nullptr;
+    }
+    Stream* to_delete = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      results_.insert(results_.end(), scratch->results.begin(), scratch->results.end());
+      if (s->closed) {
+        s->scheduled = false;
+        to_delete = s;
+      } else if (s->count > 0) {
+        push_ready_locked(s);
+      } else {
+        s->scheduled = false;
+      }
+    }
+    scratch->results.clear();
+    delete to_delete;
+    if (now_ns() >= deadline) break;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_scratch_.push_back(scratch);
+  --active_workers_;
+}
+
+}  // namespace xz::pipeline

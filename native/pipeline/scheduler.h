@@ -1,0 +1,112 @@
+// The threadpool scheduler, free of Node-API so it can be driven by native tests and benchmarks.
+//
+//  * push() (main thread) copies input into pooled slabs and appends it to the stream's bounded ring
+//    (full ring: the oldest item is dropped and counted). A stream with queued input sits once in
+//    the ready list.
+//  * run_worker() (a libuv threadpool thread) pops ready streams round-robin and processes up to
+//    `batch_per_stream` items of each, until the ready list is empty or its time budget is spent.
+//    A stream is in the ready list or held by exactly one worker, never both: its items are
+//    processed in order and never on two threads at once; different streams run in parallel.
+//  * Results are appended to one shared list right after a stream's chunk is processed and before
+//    the stream can be picked again, so results of a stream are always in input order, whichever
+//    worker finishes first. take_results() (main thread) swaps the whole list out: one completion
+//    hands every finished result to JavaScript.
+//  * The encoder ladder moves with the frame queue wait (push -> processing start): down one rung
+//    when more than 5 % of a 250 ms window waited longer than the budget, up one rung after 3 s in
+//    which nothing waited longer than half the budget.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "encoder_ladder.h"
+#include "metrics_block.h"
+#include "stream.h"
+
+namespace xz::pipeline {
+
+struct SchedulerOptions {
+  int max_workers = 2;              // threadpool tasks in flight at once
+  size_t queue_capacity = 64;            // uplink datagrams per stream before drop-oldest (3.8 s)
+  size_t downlink_queue_capacity = 256;  // downlink PCM chunks per stream (2.5 s of 10 ms chunks)
+  size_t batch_per_stream = 8;      // items per stream per turn (fairness)
+  uint64_t worker_budget_ns = 4'000'000;  // a task returns to the event loop after this much work
+  uint64_t wait_budget_ns = 15'000'000;   // frame queue wait that triggers the encoder ladder
+  bool adaptive = true;
+  EncoderLadder ladder;
+  int base_complexity = 5;  // the downlink default, reported by the gauge at level 0
+};
+
+enum class PushResult { kQueued, kQueuedDroppedOldest, kUnknownStream, kTooLarge };
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerOptions& options, std::shared_ptr<MetricsBlock> metrics);
+  ~Scheduler();
+
+  const SchedulerOptions& options() const { return options_; }
+  MetricsBlock& metrics() { return *metrics_; }
+  Pools& pools() { return pools_; }
+
+  // --- main thread ---
+  uint32_t add_stream(std::unique_ptr<Stream> stream);
+  PushResult push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag);
+  PushResult push_control(uint32_t id, ItemKind kind, uint32_t tag);  // kFlush
+  // Barge-in: queued data of the stream is dropped (counted) and its buffered audio forgotten.
+  bool abort_stream(uint32_t id, uint32_t tag);
+  // No more input; queued items are dropped; the stream is freed once no worker holds it, and any
+  // of its results not yet delivered are discarded.
+  bool close_stream(uint32_t id);
+  void close_all();
+  bool has_stream(uint32_t id);
+  // How many more workers to start now (the caller queues that many threadpool tasks and calls
+  // run_worker() from each).
+  int workers_to_start();
+  // Swaps out every finished result; results of closed streams are released, not returned.
+  void take_results(std::vector<Result>& out);
+  // Updates gauges and the encoder ladder; call after each completion.
+  void tick(uint64_t now);
+  int ladder_level() const { return ladder_level_.load(std::memory_order_relaxed); }
+  void set_ladder_level(int level);  // manual override (tests, benchmarks)
+
+  // --- threadpool thread ---
+  void run_worker(uint64_t queued_at_ns);
+
+ private:
+  struct WorkerScratch;
+  void push_ready_locked(Stream* s);
+  Stream* pop_ready_locked();
+  void enqueue_locked(Stream* s, const InputItem& item);
+  void drop_queued_locked(Stream* s, Counter reason, bool keep_control);
+  void release_result(Result& r);
+
+  SchedulerOptions options_;
+  std::shared_ptr<MetricsBlock> metrics_;
+  Pools pools_;
+
+  std::mutex mutex_;
+  std::unordered_map<uint32_t, Stream*> streams_;  // open streams (closed ones leave at close)
+  Stream* ready_head_ = nullptr;
+  Stream* ready_tail_ = nullptr;
+  size_t ready_count_ = 0;
+  std::vector<Result> results_;
+  std::vector<std::unique_ptr<WorkerScratch>> scratch_;  // one per concurrent worker
+  std::vector<WorkerScratch*> free_scratch_;
+  int active_workers_ = 0;
+  int starting_workers_ = 0;
+  uint32_t next_id_ = 1;
+  size_t queued_up_ = 0, queued_down_ = 0, queued_peak_ = 0;
+
+  std::atomic<int> ladder_level_{0};
+  std::atomic<uint64_t> window_items_{0};
+  std::atomic<uint64_t> window_late_{0};
+  std::atomic<uint64_t> window_max_wait_{0};
+  uint64_t window_start_ = 0;
+  uint64_t calm_since_ = 0;
+};
+
+}  // namespace xz::pipeline

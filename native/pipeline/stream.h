@@ -1,0 +1,89 @@
+// What the scheduler moves around: input items queued per stream, results handed back to JS, and
+// the Stream base class (one device session direction). Streams are processed in order and never on
+// two threads at once: the scheduler owns that guarantee, streams just process one item at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "dsp/buffer_pool.h"
+#include "encoder_ladder.h"
+#include "metrics_block.h"
+
+namespace xz::pipeline {
+
+enum class ItemKind : uint8_t {
+  kData,   // uplink: one datagram; downlink: a chunk of PCM
+  kFlush,  // downlink: end of a speech turn, pad and emit the last partial frame
+  kReset,  // downlink: barge-in, forget buffered audio (queued items were already dropped)
+};
+enum class SampleFormat : uint8_t { kS16 = 0, kF32 = 1 };
+
+struct InputItem {
+  uint8_t* slab = nullptr;  // from Pools::input; released by the scheduler after processing
+  uint32_t length = 0;      // bytes
+  uint32_t tag = 0;         // opaque JS value handed back with every result of this item
+  uint64_t enqueued_ns = 0;
+  ItemKind kind = ItemKind::kData;
+  SampleFormat format = SampleFormat::kS16;
+};
+
+enum class ResultKind : uint8_t {
+  kUplinkPcm = 0,         // Int16 PCM at the uplink output rate
+  kDownlinkDatagram = 1,  // header + encrypted Opus, ready for dgram.send
+  kDownlinkTurnEnd = 2,   // every datagram of the flushed turn has been produced (no payload)
+};
+
+// Result flags
+constexpr uint32_t kResultConcealed = 1;  // uplink: produced by packet loss concealment
+constexpr uint32_t kResultRecovered = 2;  // uplink: recovered from the next packet's in-band FEC
+constexpr uint32_t kResultLastOfTurn = 4; // downlink: last datagram before a flush
+
+struct Result {
+  uint32_t stream_id = 0;
+  ResultKind kind = ResultKind::kUplinkPcm;
+  uint32_t flags = 0;
+  uint8_t* slab = nullptr;        // owned until delivered; from `pool`
+  dsp::BufferPool* pool = nullptr;
+  uint32_t length = 0;            // bytes of payload in slab
+  uint32_t tag = 0;
+  uint32_t sequence = 0;          // uplink: the packet's sequence; downlink: the datagram's
+  uint32_t timestamp = 0;         // downlink: header timestamp (ms media clock)
+  uint64_t enqueued_ns = 0;       // of the input item, for latency
+};
+
+// Fixed-size slab pools shared by all streams of a pipeline.
+struct Pools {
+  static constexpr size_t kDatagramSlab = 1536;  // one UDP datagram (<= 1500 bytes)
+  static constexpr size_t kPcmSlab = 16384;      // PCM chunk in or frame out (<= 8192 Int16 samples)
+  dsp::BufferPool datagram{kDatagramSlab, 256, 65536};
+  dsp::BufferPool pcm{kPcmSlab, 64, 16384};
+};
+
+// Everything a stream needs while processing one item on a threadpool thread.
+struct ProcessContext {
+  MetricsBlock& metrics;
+  Pools& pools;
+  std::vector<Result>& results;  // append in order
+  const EncoderLadder& ladder;
+  int ladder_level;              // snapshot for this item
+};
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual bool is_uplink() const = 0;
+  virtual void process(const InputItem& item, ProcessContext& ctx) = 0;
+
+  uint32_t id = 0;
+
+  // --- owned by the Scheduler, guarded by its mutex ---
+  std::vector<InputItem> ring;  // bounded queue, capacity fixed at creation
+  size_t head = 0, count = 0;
+  bool scheduled = false;  // in the ready list or being processed by a worker
+  bool closed = false;     // JS closed it: no new input; freed once no worker holds it
+  Stream* next_ready = nullptr;
+};
+
+}  // namespace xz::pipeline

@@ -1,0 +1,32 @@
+// The physical limit for benchmarks: the same per-frame stages the pipeline runs (UplinkStream and
+// DownlinkStream::process), called back to back on one thread with no queues, no threadpool and no
+// JS delivery. Comparing the pipeline against this shows what scheduling costs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "downlink_stream.h"
+#include "uplink_stream.h"
+
+namespace xz::pipeline {
+
+struct TightLoopInput {
+  UplinkConfig uplink;
+  DownlinkConfig downlink;
+  std::vector<std::vector<uint8_t>> datagrams;  // one encrypted uplink datagram per frame
+  std::vector<float> pcm;                       // agent PCM at downlink.input_rate, all frames
+  size_t chunk_samples = 480;                   // pushed in chunks of this size (10 ms at 48 kHz)
+  size_t streams = 1;
+};
+
+struct TightLoopResult {
+  uint64_t total_ns = 0;
+  std::vector<uint64_t> frame_pair_ns;  // per stream per frame: one uplink datagram + 60 ms downlink
+  uint64_t uplink_frames_out = 0;
+  uint64_t downlink_datagrams_out = 0;
+};
+
+TightLoopResult run_tight_loop(const TightLoopInput& input);
+
+}  // namespace xz::pipeline
