@@ -1,0 +1,68 @@
+// What the micro-benchmark parent (bench/main.ts) and its per-stage child processes
+// (bench/micro/child.ts) exchange over the IPC channel. Plain JSON, no class instances.
+
+/** Stage ids, in the order the suite runs and prints them. */
+export const STAGE_IDS = [
+  'convert',
+  'resample-16k-48k',
+  'resample-48k-24k',
+  'opus-encode',
+  'opus-decode',
+  'aes-ctr',
+  'packet',
+] as const;
+export type StageId = (typeof STAGE_IDS)[number];
+
+/** How long a child measures; the parent picks these from --quick / --time. */
+export interface MeasureSettings {
+  /** Warm-up per variant before anything is recorded (JIT tiers, caches, allocator, libopus state). */
+  warmupMs: number;
+  /** Measured time per variant (the child runs ~variants × this). */
+  measureMs: number;
+  /** Length of one interleaving block per variant: short enough that noise hits every variant alike. */
+  blockMs: number;
+  /** A timed batch is at least this long (amortises the clock read), unless maxBatch frames come first. */
+  minBatchUs: number;
+  /** Upper bound of frames per timed batch (the p99 is a p99 of batch means: keep batches short). */
+  maxBatch: number;
+}
+
+export interface ChildRequest {
+  stage: StageId;
+  run: number;
+  settings: MeasureSettings;
+}
+
+export type VariantRole = 'ours' | 'baseline' | 'probe';
+
+export interface VariantResult {
+  name: string;
+  role: VariantRole;
+  /** Per-frame time in ns: median and p99 over all timed batches (each batch's mean per frame). */
+  medianNs: number;
+  p99Ns: number;
+  meanNs: number;
+  minNs: number;
+  /** Timed batches and frames behind the statistics. */
+  batches: number;
+  frames: number;
+  batchSize: number;
+  /** Free-form facts that show the comparison is fair (packet sizes, output lengths...). */
+  notes?: Record<string, string | number | boolean>;
+}
+
+export interface ChildResult {
+  stage: StageId;
+  run: number;
+  variants: VariantResult[];
+  /** Facts about the stage's inputs and settings, printed once per stage. */
+  facts: Record<string, string | number | boolean>;
+  warnings: string[];
+  elapsedMs: number;
+}
+
+export interface ChildFailure {
+  stage: StageId;
+  run: number;
+  error: string;
+}
