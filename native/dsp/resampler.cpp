@@ -491,16 +491,6 @@ const char* Resampler::kernel_name(Kernel kernel) {
 
 Resampler::Resampler(int input_rate, int output_rate, Kernel kernel)
     : input_rate_(input_rate), output_rate_(output_rate) {
-  if (!kernel_supported(kernel)) {
-    throw std::invalid_argument(std::string("Resampler: kernel ") + kernel_name(kernel) +
-                                " is not supported on this CPU/build");
-  }
-  if (kernel == Kernel::kAuto) {
-    kernel = kernel_supported(Kernel::kAvx2)   ? Kernel::kAvx2
-             : kernel_supported(Kernel::kSse2) ? Kernel::kSse2
-                                               : Kernel::kPortable;
-  }
-  kernel_ = kernel;
   if (input_rate < 1 || input_rate > kMaxRate) {
     throw std::invalid_argument(rate_error("input_rate", input_rate));
   }
@@ -517,6 +507,16 @@ Resampler::Resampler(int input_rate, int output_rate, Kernel kernel)
         "/" + std::to_string(down_) + ", both terms must be <= " +
         std::to_string(kMaxRatioTerm));
   }
+  if (!kernel_supported(kernel)) {
+    throw std::invalid_argument(std::string("Resampler: kernel ") + kernel_name(kernel) +
+                                " is not supported on this CPU/build");
+  }
+  if (kernel == Kernel::kAuto) {
+    kernel = kernel_supported(Kernel::kAvx2)   ? Kernel::kAvx2
+             : kernel_supported(Kernel::kSse2) ? Kernel::kSse2
+                                               : Kernel::kPortable;
+  }
+  kernel_ = kernel;
   if (is_passthrough()) return;
   filter_ = shared_filter(up_, down_);
   delay_ = filter_->delay;
@@ -546,8 +546,10 @@ size_t Resampler::max_output(size_t input_samples) const {
 
 void Resampler::reset() {
   if (!filter_) return;
-  std::fill(history_.begin(), history_.end(), 0.0f);
-  // The first output needs input 0 (at index taps-1) and silence before it.
+  // The first output needs input 0 (at index taps-1) and silence before it; nothing past
+  // avail_ is ever read before being written.
+  std::fill(history_.begin(), history_.begin() + static_cast<std::ptrdiff_t>(filter_->taps - 1),
+            0.0f);
   avail_ = filter_->taps - 1;
   pos_ = filter_->taps - 1;
   phase_ = 0;
@@ -555,6 +557,7 @@ void Resampler::reset() {
 
 void Resampler::compact() {
   // Keep exactly the span the next output needs; everything older is never read again.
+  // (taps > largest input step between outputs, so first <= avail_: no unread input is lost.)
   const size_t first = pos_ + 1 - filter_->taps;
   if (first == 0) return;
   std::memmove(history_.data(), history_.data() + first, (avail_ - first) * sizeof(float));

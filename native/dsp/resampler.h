@@ -2,13 +2,14 @@
 //
 // One Kaiser-windowed-sinc prototype low-pass runs at the virtual rate in*L == out*M (L/M is the
 // reduced ratio out/in) and is evaluated in polyphase form: each output sample is a single dot
-// product of one phase's coefficients with the most recent input samples, so only outputs that are
-// kept are ever computed and no zero-stuffed samples are touched.
+// product of one phase's coefficients with the most recent input samples, so only outputs that
+// are kept are ever computed and no zero-stuffed samples are touched.
 //
-// Filter: pass band up to 0.45 x min(in, out), stop band from 0.5 x min(in, out), >= 80 dB
-// stop-band attenuation (designed for kDesignAttenuationDb), linear phase. The prototype has odd
-// length 2*k*M + 1, so its centre falls exactly on an output sample: delay() is an exact integer
-// (k output samples), not a rounded value. Coefficients are computed in double and stored as float.
+// Filter: pass band up to 0.45 x min(in, out) (ripple < 0.06 dB), stop band from
+// 0.5 x min(in, out) (>= 82 dB measured; Kaiser rule at kDesignAttenuationDb), linear phase.
+// The prototype has odd length 2*k*M + 1, so its centre falls exactly on an output sample:
+// delay() is an exact integer (k output samples), not a rounded value. Coefficients are computed
+// in double and stored as float; arithmetic is float (error ~-105 dB on a 1 kHz tone).
 //
 // Streaming contract (exact, independent of how the input is chunked):
 //   * after N input samples in total, process() has returned ceil(N * L / M) samples in total;
@@ -17,7 +18,12 @@
 //   delay() of them leaves exactly ceil(N * out / in) samples, output j aligned with input time
 //   j * in / out. What is not emitted is only the filter's ringing after the end of the input.
 //   Identical input gives bit-identical output whatever the chunking (1 sample at a time, whole
-//   buffers, or any mix, and int16/float calls may be mixed on one stream).
+//   buffers, or any mix; int16 and float calls may be mixed on one stream).
+//
+// Speed: dot products run on SSE2 (x86-64 baseline), or on AVX2+FMA kernels selected at run time
+// when the CPU has them (the build needs no -mavx flag); other targets use portable C++.
+// Integer upsamplers by 2 and 3 and all integer decimators (the gateway's 16k->48k and 48k->24k)
+// have dedicated block kernels that share loads across outputs.
 //
 // process()/flush() never allocate. All state is sized in the constructor; coefficient tables are
 // immutable and shared by every Resampler with the same reduced ratio (thousands of streams share
