@@ -5,8 +5,10 @@ import { readFileSync } from 'node:fs';
 const USAGE = `Usage: xiaozhi-gateway <command> [options]
 
 Commands:
-  bench [micro] [--json]     native micro-benchmarks per audio stage, against baselines measured
-                             in the same run (each benchmark in its own process)
+  start [options]            run the gateway (MQTT broker, OTA + metrics HTTP, UDP audio, agent)
+  bench [micro|pipeline] [--json]
+                             native micro-benchmarks per audio stage, or the pipeline throughput
+                             benchmark, against baselines measured in the same run
   info                       native build information (libopus, SIMD, OpenSSL)
   version                    print the package version
 
@@ -15,6 +17,10 @@ Run 'xiaozhi-gateway <command> --help' for a command's options.`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'start': {
+      const { runStartCli } = await import('./start-command.js');
+      return runStartCli(rest);
+    }
     case 'bench': {
       const { runBenchCli } = await import('../bench/main.js');
       return runBenchCli(rest);

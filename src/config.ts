@@ -1,0 +1,139 @@
+// Gateway configuration: defaults < config file (JSON) < environment (XIAOZHI_*) < command-line
+// flags, validated with one schema. Errors name the key, the expected value and where it came from.
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+
+export const configSchema = z
+  .object({
+    mqttPort: port.default(1883),
+    mqttHost: z.string().default('0.0.0.0'),
+    mqttTls: z
+      .object({ port: port.default(8883), certFile: z.string().min(1), keyFile: z.string().min(1) })
+      .strict()
+      .optional(),
+    udpPort: port.default(8888),
+    udpHost: z.string().default('0.0.0.0'),
+    httpPort: port.default(8003),
+    httpHost: z.string().default('0.0.0.0'),
+    /** Host handed to devices (OTA endpoint, hello reply udp.server): IPv4 or DNS name. */
+    publicHost: z.string().min(1).optional(),
+    /** UDP port handed to devices when a NAT/forward maps it differently (default: udpPort). */
+    publicUdpPort: port.optional(),
+    auth: z.enum(['signature', 'open']).default('signature'),
+    /** HMAC key for device credentials; generated per process when unset (devices redo OTA after a restart). */
+    signatureKey: z.string().min(16, 'signatureKey must be at least 16 characters').optional(),
+    agent: z.enum(['echo', 'livekit']).default('echo'),
+    publishTopic: z.string().min(1).default('device-server'),
+    keepaliveS: z.number().int().min(30).max(1200).default(240),
+    udpTimeoutS: z.number().positive().max(86400).default(120),
+    udpRequireMqttIp: z.boolean().default(true),
+    uplinkPacketsPerSecond: z.number().int().min(17).max(1000).default(50),
+    maxConnections: z.number().int().min(1).default(10000),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    shutdownTimeoutMs: z.number().int().min(100).max(60000).default(9000),
+    timezoneOffsetMinutes: z.number().int().min(-720).max(840).default(0),
+  })
+  .strict();
+
+export type GatewayConfig = z.infer<typeof configSchema> & { publicHost: string };
+export type GatewayConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+}
+
+/** Flags and environment variables, and the config key each sets. */
+export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag: string; env: string; kind: 'number' | 'string' | 'boolean' }> = [
+  { key: 'mqttPort', flag: '--mqtt-port', env: 'XIAOZHI_MQTT_PORT', kind: 'number' },
+  { key: 'udpPort', flag: '--udp-port', env: 'XIAOZHI_UDP_PORT', kind: 'number' },
+  { key: 'httpPort', flag: '--http-port', env: 'XIAOZHI_HTTP_PORT', kind: 'number' },
+  { key: 'publicHost', flag: '--public-host', env: 'XIAOZHI_PUBLIC_HOST', kind: 'string' },
+  { key: 'auth', flag: '--auth', env: 'XIAOZHI_AUTH', kind: 'string' },
+  { key: 'signatureKey', flag: '--signature-key', env: 'XIAOZHI_SIGNATURE_KEY', kind: 'string' },
+  { key: 'agent', flag: '--agent', env: 'XIAOZHI_AGENT', kind: 'string' },
+  { key: 'logLevel', flag: '--log-level', env: 'XIAOZHI_LOG_LEVEL', kind: 'string' },
+  { key: 'udpTimeoutS', flag: '--udp-timeout', env: 'XIAOZHI_UDP_TIMEOUT_S', kind: 'number' },
+];
+
+function coerce(value: string, kind: 'number' | 'string' | 'boolean', where: string): unknown {
+  if (kind === 'string') return value;
+  if (kind === 'boolean') {
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    throw new ConfigError(`${where}: expected true or false, got "${value}"`);
+  }
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${where}: expected a number, got "${value}"`);
+  return n;
+}
+
+/** The first non-internal IPv4 address, else loopback: what a device on the LAN can reach. */
+export function guessPublicHost(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+export interface LoadConfigInput {
+  /** Already-parsed flags: flag name (e.g. '--mqtt-port') -> value. */
+  flags?: Record<string, string>;
+  env?: NodeJS.ProcessEnv;
+  /** Explicit overrides (programmatic use, tests): applied last. */
+  overrides?: GatewayConfigInput;
+}
+
+export function loadConfig({ flags = {}, env = process.env, overrides = {} }: LoadConfigInput = {}): GatewayConfig {
+  const raw: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+  const file = flags['--config'] ?? env.XIAOZHI_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`config file ${file}: ${(err as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${file}: expected a JSON object`);
+    for (const [k, v] of Object.entries(parsed)) {
+      raw[k] = v;
+      origin[k] = `config file ${file}`;
+    }
+  }
+  for (const s of CONFIG_SOURCES) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') {
+      raw[s.key] = coerce(v, s.kind, `environment ${s.env}`);
+      origin[s.key] = `environment ${s.env}`;
+    }
+  }
+  for (const s of CONFIG_SOURCES) {
+    const v = flags[s.flag];
+    if (v !== undefined) {
+      raw[s.key] = coerce(v, s.kind, `flag ${s.flag}`);
+      origin[s.key] = `flag ${s.flag}`;
+    }
+  }
+  for (const [k, v] of Object.entries(overrides)) {
+    raw[k] = v;
+    origin[k] = 'options';
+  }
+  const r = configSchema.safeParse(raw);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const key = i.path.join('.') || '(root)';
+      const top = String(i.path[0] ?? '');
+      return `${key}${origin[top] ? ` (from ${origin[top]})` : ''}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const c = r.data;
+  if (c.agent === 'livekit') {
+    const missing = ['LIVEKIT_URL', 'LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET'].filter((k) => !env[k]);
+    if (missing.length) throw new ConfigError(`agent 'livekit' needs the environment variables ${missing.join(', ')}`);
+  }
+  return { ...c, publicHost: c.publicHost ?? guessPublicHost() };
+}

@@ -1,0 +1,170 @@
+// One scheduler for every session's downlink: datagrams leave at real-time cadence with a small
+// lead, never in a burst that overflows the device's ~40-packet (2.4 s) queue. `tts start` goes out
+// before a turn's first audio (with a head start, since MQTT/TCP and UDP race), `tts stop` only
+// after the device has played the last packet plus a grace period (PROTOCOL.md §3.3).
+
+export interface PacedSession {
+  /** Sends one datagram to the device's proven UDP address; false if there is none yet. */
+  sendDatagram(datagram: Buffer): boolean;
+  /** Whether the device's UDP address is proven (nothing is sent before). */
+  readonly udpBound: boolean;
+  sendTtsStart(): void;
+  sendTtsStop(): void;
+  /** Counted drops (e.g. the pacer's backlog bound). */
+  countDrop(reason: 'pacer_backlog'): void;
+}
+
+export interface PacerOptions {
+  /** Device frame duration (ms). Default 60. */
+  frameMs?: number;
+  /** Frames sent ahead of real time (<= 2). Default 2. */
+  leadFrames?: number;
+  /** First audio packet no sooner than this after `tts start`. Default 60 ms. */
+  ttsStartHeadStartMs?: number;
+  /** `tts stop` this long after the device has played the last packet. Default 100 ms. */
+  ttsStopGraceMs?: number;
+  /** Datagrams held per session at most (older ones dropped, counted). Default 1000 (60 s). */
+  maxBacklog?: number;
+  tickMs?: number;
+  timers?: { setInterval: typeof setInterval; clearInterval: typeof clearInterval; now: () => number };
+}
+
+interface State {
+  session: PacedSession;
+  queue: Buffer[];
+  head: number;
+  speaking: boolean;
+  audioFrom: number;  // earliest send time of the turn's first packet
+  playhead: number;   // when the device will have played everything sent so far
+  turnEnded: boolean;
+  stopAt: number | null;
+}
+
+export class DownlinkPacer {
+  readonly #frameMs: number;
+  readonly #lead: number;
+  readonly #headStart: number;
+  readonly #grace: number;
+  readonly #maxBacklog: number;
+  readonly #tickMs: number;
+  readonly #timers: NonNullable<PacerOptions['timers']>;
+  readonly #states = new Map<PacedSession, State>();
+  #timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: PacerOptions = {}) {
+    this.#frameMs = options.frameMs ?? 60;
+    this.#lead = Math.min(2, Math.max(0, options.leadFrames ?? 2));
+    this.#headStart = options.ttsStartHeadStartMs ?? 60;
+    this.#grace = options.ttsStopGraceMs ?? 100;
+    this.#maxBacklog = options.maxBacklog ?? 1000;
+    this.#tickMs = options.tickMs ?? 5;
+    this.#timers = options.timers ?? { setInterval, clearInterval, now: () => performance.now() };
+  }
+
+  #state(session: PacedSession): State {
+    let s = this.#states.get(session);
+    if (!s) {
+      s = { session, queue: [], head: 0, speaking: false, audioFrom: 0, playhead: 0, turnEnded: false, stopAt: null };
+      this.#states.set(session, s);
+      if (!this.#timer) this.#timer = this.#timers.setInterval(() => this.tick(), this.#tickMs);
+    }
+    return s;
+  }
+
+  /** Queues one datagram (copied, since pipeline views die with their batch). */
+  enqueue(session: PacedSession, datagram: Uint8Array): void {
+    const s = this.#state(session);
+    if (s.queue.length - s.head >= this.#maxBacklog) {
+      s.head++;
+      session.countDrop('pacer_backlog');
+    }
+    s.queue.push(Buffer.from(datagram));
+    s.turnEnded = false;
+    s.stopAt = null;
+    this.tick();
+  }
+
+  /** The agent's turn is complete: `tts stop` follows once everything queued has played. */
+  endTurn(session: PacedSession): void {
+    const s = this.#states.get(session);
+    if (!s) return;
+    s.turnEnded = true;
+    this.tick();
+  }
+
+  /** Barge-in: nothing queued is sent any more; `tts stop` right away if a turn was playing. */
+  clear(session: PacedSession): void {
+    const s = this.#states.get(session);
+    if (!s) return;
+    const wasSpeaking = s.speaking;
+    this.#remove(session);
+    if (wasSpeaking) session.sendTtsStop();
+  }
+
+  /** The session is gone: forget it without sending anything. */
+  remove(session: PacedSession): void {
+    this.#remove(session);
+  }
+
+  /** Datagrams waiting for this session. */
+  backlog(session: PacedSession): number {
+    const s = this.#states.get(session);
+    return s ? s.queue.length - s.head : 0;
+  }
+
+  isSpeaking(session: PacedSession): boolean {
+    return this.#states.get(session)?.speaking ?? false;
+  }
+
+  #remove(session: PacedSession): void {
+    this.#states.delete(session);
+    if (this.#states.size === 0 && this.#timer) {
+      this.#timers.clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  tick(): void {
+    const now = this.#timers.now();
+    for (const s of this.#states.values()) {
+      const pending = s.queue.length - s.head;
+      if (pending > 0 && s.session.udpBound) {
+        if (!s.speaking) {
+          s.session.sendTtsStart();
+          s.speaking = true;
+          s.audioFrom = now + this.#headStart;
+          s.playhead = s.audioFrom;
+        }
+        if (now >= s.audioFrom) {
+          if (s.playhead < now) s.playhead = now;  // underrun: the device ran dry, restart the clock
+          while (s.head < s.queue.length && s.playhead - now <= this.#lead * this.#frameMs) {
+            s.session.sendDatagram(s.queue[s.head]!);
+            s.queue[s.head++] = undefined as unknown as Buffer;
+            s.playhead += this.#frameMs;
+          }
+          if (s.head > 256 && s.head * 2 > s.queue.length) {
+            s.queue = s.queue.slice(s.head);
+            s.head = 0;
+          }
+        }
+      }
+      if (s.turnEnded && s.head === s.queue.length) {
+        if (!s.speaking) {
+          this.#remove(s.session);  // a turn that produced no audio: nothing to stop
+          continue;
+        }
+        if (s.stopAt === null) s.stopAt = Math.max(s.playhead, now) + this.#grace;
+        if (now >= s.stopAt) {
+          s.session.sendTtsStop();
+          this.#remove(s.session);
+        }
+      }
+    }
+  }
+
+  close(): void {
+    if (this.#timer) this.#timers.clearInterval(this.#timer);
+    this.#timer = null;
+    this.#states.clear();
+  }
+}

@@ -1,0 +1,425 @@
+// One device's life on the gateway: its MQTT connection (DeviceConnection) and, after each hello, an
+// audio session (AudioSession) with fresh keys, a pair of pipeline streams, a UDP binding and an
+// agent session behind it. Everything a session holds is released when it ends, whatever ends it:
+// goodbye either way, a new hello, a takeover by a second connection, UDP silence, the device
+// vanishing, or gateway shutdown.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AgentBackend, AgentSession, ListenMode } from '../agent/agent-backend.js';
+import type { DeviceIdentity } from '../broker/mqtt-broker.js';
+import type { AudioPipeline, DownlinkStream, UplinkStream } from '../native/pipeline.js';
+import type { DownlinkPacer, PacedSession } from './downlink-pacer.js';
+import { helloReply, MessageError, parseDeviceMessage, type Hello } from './messages.js';
+import type { UdpAudioServer, UdpPeer } from './udp-server.js';
+
+export type { DeviceIdentity } from '../broker/mqtt-broker.js';
+
+export interface SessionConfig {
+  /** What the hello reply tells devices to reach (public host / port of the UDP socket). */
+  publicHost: string;
+  publicUdpPort: number;
+  /** Close the audio channel after this much UDP silence (ms). Default 120 000. */
+  udpTimeoutMs: number;
+  /** Accept UDP only from the IP of the device's MQTT connection (PROTOCOL.md §3.2). */
+  udpRequireMqttIp: boolean;
+  /** Per-session uplink datagrams per second (token bucket, burst 2 s) before decryption. */
+  uplinkPacketsPerSecond: number;
+  /** Downlink sample rate and frame duration announced in the hello reply. */
+  downlinkSampleRate: number;
+  downlinkFrameMs: number;
+  /** Rate of the PCM the agent hands us (and of the uplink PCM we hand it). */
+  agentSampleRate: number;
+}
+
+export type GatewayCounter =
+  | 'hello_accepted'
+  | 'hello_rejected'
+  | 'message_invalid'
+  | 'message_ignored'
+  | 'message_wrong_session'
+  | 'message_without_session'
+  | 'udp_rate_limited'
+  | 'udp_address_rejected'
+  | 'udp_rebound'
+  | 'udp_timeout'
+  | 'pacer_backlog'
+  | 'agent_audio_wrong_rate'
+  | 'agent_errors'
+  | 'sessions_closed';
+
+export interface SessionDeps {
+  config: SessionConfig;
+  pipeline: AudioPipeline;
+  pacer: DownlinkPacer;
+  udp: UdpAudioServer;
+  agents: AgentBackend;
+  /** Delivers a control message to the device's MQTT connection. */
+  send(clientId: string, message: Record<string, unknown>): boolean;
+  count(counter: GatewayCounter, n?: number): void;
+  logger: Logger;
+  now(): number;
+}
+
+export type SessionState = 'opening' | 'idle' | 'listening' | 'speaking' | 'closed';
+
+function normalizeIp(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/** Token bucket for the per-session uplink packet rate, checked before any decryption. */
+class RateLimiter {
+  #tokens: number;
+  #last: number;
+  constructor(private readonly rate: number, private readonly burst: number, now: number) {
+    this.#tokens = burst;
+    this.#last = now;
+  }
+  take(now: number): boolean {
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+    this.#last = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+export class AudioSession implements PacedSession {
+  readonly sessionId = randomUUID();
+  readonly key = randomBytes(16);
+  readonly nonce = Buffer.alloc(16);
+  readonly ssrc: number;
+  readonly logger: Logger;
+  state: SessionState = 'opening';
+  lastUdpAt: number;
+  #uplink: UplinkStream;
+  #downlink: DownlinkStream;
+  #agent: AgentSession | null = null;
+  #bound: UdpPeer | null = null;
+  #candidates = new Map<number, UdpPeer>();
+  #nextTag = 1;
+  #limiter: RateLimiter;
+  #wrongRateLogged = false;
+  #listenMode: ListenMode = 'auto';
+  readonly #deps: SessionDeps;
+  readonly #connection: DeviceConnection;
+  readonly #onDatagram = (datagram: Buffer, from: UdpPeer): void => this.#receive(datagram, from);
+
+  constructor(connection: DeviceConnection, hello: Hello, deps: SessionDeps) {
+    this.#deps = deps;
+    this.#connection = connection;
+    this.ssrc = deps.udp.allocateSsrc();
+    // Conventional nonce: 01 00 0000 <ssrc> 00000000 00000000 (flags 0: downlink flags differ).
+    this.nonce[0] = 0x01;
+    this.nonce.writeUInt32BE(this.ssrc, 4);
+    this.logger = connection.logger.child({ sessionId: this.sessionId });
+    this.lastUdpAt = deps.now();
+    this.#limiter = new RateLimiter(deps.config.uplinkPacketsPerSecond, deps.config.uplinkPacketsPerSecond * 2, deps.now());
+    this.#uplink = deps.pipeline.createUplink({
+      key: this.key,
+      nonce: this.nonce,
+      decodeRate: hello.audio_params.sample_rate,
+      frameMs: hello.audio_params.frame_duration,
+      outputRate: deps.config.agentSampleRate,
+      onFrame: (f) => {
+        if (f.tag !== 0 && !f.concealed) this.#bind(f.tag);
+        this.lastUdpAt = deps.now();
+        this.#agent?.pushAudio(f.pcm, f.sampleRate);
+      },
+    });
+    this.#downlink = deps.pipeline.createDownlink({
+      key: this.key,
+      nonce: this.nonce,
+      inputRate: deps.config.agentSampleRate,
+      deviceRate: deps.config.downlinkSampleRate,
+      frameMs: deps.config.downlinkFrameMs,
+      onPacket: (p) => deps.pacer.enqueue(this, p.datagram),
+      onTurnEnd: () => deps.pacer.endTurn(this),
+    });
+    deps.udp.register(this.ssrc, this.#onDatagram);
+  }
+
+  helloReply(): Record<string, unknown> {
+    return helloReply({
+      sessionId: this.sessionId,
+      udpHost: this.#deps.config.publicHost,
+      udpPort: this.#deps.config.publicUdpPort,
+      key: this.key,
+      nonce: this.nonce,
+      sampleRate: this.#deps.config.downlinkSampleRate,
+      frameDuration: this.#deps.config.downlinkFrameMs,
+    });
+  }
+
+  get udpBound(): boolean {
+    return this.#bound !== null;
+  }
+
+  get boundPeer(): UdpPeer | null {
+    return this.#bound;
+  }
+
+  /** Connects the agent after the hello reply went out (the device waits only 10 s for it). */
+  async attachAgent(hello: Hello): Promise<void> {
+    const agent = await this.#deps.agents.createSession({
+      deviceId: this.#connection.identity.mac,
+      clientId: this.#connection.identity.clientId,
+      sessionId: this.sessionId,
+      features: hello.features ?? {},
+      inputSampleRate: this.#deps.config.agentSampleRate,
+      logger: this.logger,
+    });
+    if (this.state === 'closed') {
+      await agent.close('session closed while the agent was starting');
+      return;
+    }
+    this.#agent = agent;
+    // The device may have started listening while the agent was connecting.
+    if (this.state === 'listening') agent.listenStart(this.#listenMode);
+    agent.on('audio', (pcm, rate) => {
+      if (rate !== this.#deps.config.agentSampleRate) {
+        this.#deps.count('agent_audio_wrong_rate');
+        if (!this.#wrongRateLogged) this.logger.error({ rate, expected: this.#deps.config.agentSampleRate }, 'agent audio at an unexpected sample rate dropped');
+        this.#wrongRateLogged = true;
+        return;
+      }
+      if (this.state !== 'closed') this.#downlink.push(pcm);
+    });
+    agent.on('audio-end', () => {
+      if (this.state !== 'closed') this.#downlink.flush();
+    });
+    agent.on('state', (s) => {
+      if (s === 'thinking') this.send({ type: 'llm', emotion: 'thinking' });
+      if (s === 'speaking' || s === 'listening') this.state = s;
+    });
+    agent.on('transcript', (t) => {
+      if (!t.final) return;
+      if (t.role === 'user') this.send({ type: 'stt', text: t.text });
+      else this.send({ type: 'tts', state: 'sentence_start', text: t.text });
+    });
+    agent.on('mcp', (payload) => this.send({ type: 'mcp', payload }));
+    agent.on('alert', (a) => this.send({ type: 'alert', status: a.status, message: a.message, emotion: a.emotion ?? 'neutral' }));
+    agent.on('end', (reason) => {
+      void this.#connection.endSession(this, `agent ended: ${reason}`, true);
+    });
+    if (this.state === 'opening') this.state = 'idle';
+  }
+
+  send(message: Record<string, unknown>): boolean {
+    return this.#deps.send(this.#connection.identity.clientId, { ...message, session_id: this.sessionId });
+  }
+
+  // --- device messages ---
+  listen(state: 'start' | 'stop' | 'detect', mode: ListenMode | undefined, text: string | undefined): void {
+    if (state === 'start') {
+      this.state = 'listening';
+      this.#listenMode = mode ?? 'auto';
+      this.#agent?.listenStart(this.#listenMode);
+    } else if (state === 'stop') {
+      this.#agent?.listenStop();
+    } else {
+      this.#agent?.wakeWord(text ?? '');
+    }
+  }
+
+  abort(): void {
+    // Barge-in: nothing more leaves for the device from now on (within one pacer tick).
+    this.#deps.pacer.clear(this);
+    this.#downlink.abort();
+    this.#agent?.interrupt();
+  }
+
+  mcpFromDevice(payload: Record<string, unknown>): void {
+    this.#agent?.mcpFromDevice(payload);
+  }
+
+  // --- UDP ---
+  #receive(datagram: Buffer, from: UdpPeer): void {
+    const deps = this.#deps;
+    const now = deps.now();
+    if (!this.#limiter.take(now)) {
+      deps.count('udp_rate_limited');
+      return;
+    }
+    if (deps.config.udpRequireMqttIp && normalizeIp(from.address) !== normalizeIp(this.#connection.identity.remoteAddress)) {
+      deps.count('udp_address_rejected');
+      return;
+    }
+    let tag = 0;
+    const b = this.#bound;
+    if (!b || b.address !== from.address || b.port !== from.port) {
+      // A new address must prove itself: only a packet that decrypts and decodes with a fresh
+      // sequence (reported back with this tag) binds it (PROTOCOL.md §3.2).
+      for (const [t, p] of this.#candidates) if (p.address === from.address && p.port === from.port) tag = t;
+      if (tag === 0) {
+        if (this.#candidates.size >= 8) this.#candidates.delete(this.#candidates.keys().next().value!);
+        tag = this.#nextTag++;
+        this.#candidates.set(tag, { address: from.address, port: from.port });
+      }
+    }
+    this.#uplink.push(datagram, tag);
+  }
+
+  #bind(tag: number): void {
+    const peer = this.#candidates.get(tag);
+    if (!peer) return;
+    if (this.#bound) this.#deps.count('udp_rebound');
+    this.logger.info({ peer, rebind: this.#bound !== null }, this.#bound ? 'udp address rebound' : 'udp address bound');
+    this.#bound = peer;
+    this.#candidates.clear();
+  }
+
+  sendDatagram(datagram: Buffer): boolean {
+    if (!this.#bound || this.state === 'closed') return false;
+    this.#deps.udp.send(datagram, this.#bound);
+    return true;
+  }
+
+  sendTtsStart(): void {
+    this.state = 'speaking';
+    this.send({ type: 'tts', state: 'start' });
+  }
+
+  sendTtsStop(): void {
+    if (this.state === 'speaking') this.state = 'idle';
+    this.send({ type: 'tts', state: 'stop' });
+  }
+
+  countDrop(reason: 'pacer_backlog'): void {
+    this.#deps.count(reason);
+  }
+
+  /** Releases everything. Idempotent. */
+  async close(reason: string): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#deps.udp.unregister(this.ssrc, this.#onDatagram);
+    this.#deps.pacer.remove(this);
+    if (!this.#uplink.closed) this.#uplink.close();
+    if (!this.#downlink.closed) this.#downlink.close();
+    const agent = this.#agent;
+    this.#agent = null;
+    this.#deps.count('sessions_closed');
+    this.logger.info({ reason }, 'audio session closed');
+    if (agent) {
+      try {
+        await agent.close(reason);
+      } catch (err) {
+        this.#deps.count('agent_errors');
+        this.logger.warn({ err }, 'agent session close failed');
+      }
+    }
+  }
+}
+
+/** A device's MQTT connection and its current audio session. */
+export class DeviceConnection {
+  readonly identity: DeviceIdentity;
+  readonly logger: Logger;
+  session: AudioSession | null = null;
+  readonly #deps: SessionDeps;
+  #closed = false;
+
+  constructor(identity: DeviceIdentity, deps: SessionDeps) {
+    this.identity = identity;
+    this.#deps = deps;
+    this.logger = deps.logger.child({ deviceId: identity.mac, clientId: identity.clientId });
+  }
+
+  onMessage(payload: Buffer): void {
+    if (this.#closed) return;
+    let parsed;
+    try {
+      parsed = parseDeviceMessage(payload);
+    } catch (err) {
+      this.#deps.count((err as MessageError).code === 'ERR_MESSAGE_INVALID' && isHello(payload) ? 'hello_rejected' : 'message_invalid');
+      this.logger.warn({ code: (err as MessageError).code, reason: (err as Error).message }, 'device message rejected');
+      return;
+    }
+    if (parsed.kind === 'hello') {
+      void this.#startSession(parsed.message);
+      return;
+    }
+    if (parsed.kind === 'ignored') {
+      this.#deps.count('message_ignored');
+      this.logger.debug({ type: parsed.type }, 'device message type ignored');
+      return;
+    }
+    const s = this.session;
+    if (!s) {
+      this.#deps.count('message_without_session');
+      this.logger.debug({ type: parsed.kind }, 'message before a hello: ignored');
+      return;
+    }
+    const sid = parsed.message.session_id;
+    if (sid !== undefined && sid !== s.sessionId) {
+      this.#deps.count('message_wrong_session');
+      this.logger.warn({ type: parsed.kind, got: sid }, 'message for another session_id ignored');
+      return;
+    }
+    switch (parsed.kind) {
+      case 'listen':
+        s.listen(parsed.message.state, parsed.message.mode, parsed.message.text);
+        return;
+      case 'abort':
+        s.abort();
+        return;
+      case 'mcp':
+        s.mcpFromDevice(parsed.message.payload);
+        return;
+      case 'goodbye':
+        // The device closed its audio channel; it expects no reply.
+        void this.endSession(s, 'device goodbye', false);
+        return;
+    }
+  }
+
+  async #startSession(hello: Hello): Promise<void> {
+    // Every hello installs new keys: the old session (streams, UDP binding, agent) goes first.
+    if (this.session) await this.endSession(this.session, 'new hello', false);
+    if (this.#closed) return;
+    let session: AudioSession;
+    try {
+      session = new AudioSession(this, hello, this.#deps);
+    } catch (err) {
+      this.#deps.count('hello_rejected');
+      this.logger.error({ err }, 'could not open an audio session');
+      return;
+    }
+    this.session = session;
+    this.#deps.count('hello_accepted');
+    this.#deps.send(this.identity.clientId, session.helloReply());
+    session.logger.info({ ssrc: session.ssrc, audio: hello.audio_params }, 'audio session opened');
+    try {
+      await session.attachAgent(hello);
+    } catch (err) {
+      this.#deps.count('agent_errors');
+      session.logger.error({ err }, 'agent session failed to start');
+      session.send({ type: 'alert', status: 'error', message: 'voice agent unavailable', emotion: 'sad' });
+      await this.endSession(session, 'agent failed to start', true);
+    }
+  }
+
+  /** Ends an audio session; with `sayGoodbye` the device is told (server goodbye with session_id). */
+  async endSession(session: AudioSession, reason: string, sayGoodbye: boolean): Promise<void> {
+    if (this.session === session) this.session = null;
+    if (session.state === 'closed') return;
+    if (sayGoodbye) session.send({ type: 'goodbye' });
+    await session.close(reason);
+  }
+
+  /** The MQTT connection is gone (disconnect, keepalive timeout, takeover): release everything. */
+  async close(reason: string): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.session) await this.endSession(this.session, reason, false);
+  }
+
+  /** Gateway shutdown or UDP silence: goodbye to the device, then release. */
+  async goodbye(reason: string): Promise<void> {
+    if (this.session) await this.endSession(this.session, reason, true);
+  }
+}
+
+function isHello(payload: Buffer): boolean {
+  return payload.includes('"hello"');
+}

@@ -1,0 +1,280 @@
+// The gateway process: embedded MQTT broker + OTA/metrics HTTP + one UDP socket + the native audio
+// pipeline + a downlink pacer + the agent backend, wired per PROTOCOL.md. Gateway.start() resolves
+// once everything listens; stop() says goodbye to every device, drains and releases everything.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { pino, type Logger } from 'pino';
+import type { AgentBackend } from './agent/agent-backend.js';
+import { EchoAgentBackend } from './agent/echo-agent.js';
+import { MqttBroker } from './broker/mqtt-broker.js';
+import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
+import { DownlinkPacer } from './device/downlink-pacer.js';
+import { createOtaHandler } from './device/ota.js';
+import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps } from './device/session.js';
+import { UdpAudioServer } from './device/udp-server.js';
+import { createHttpServer } from './http-server.js';
+import { createMetricsRegistry } from './metrics/prometheus.js';
+import { AudioPipeline } from './native/pipeline.js';
+
+export interface GatewayPorts {
+  mqtt: number;
+  mqttTls?: number;
+  udp: number;
+  http: number;
+}
+
+export interface GatewayStartOptions {
+  logger?: Logger;
+  /** An agent backend instance (overrides config.agent), e.g. for tests or embedding. */
+  agents?: AgentBackend;
+  now?: () => number;
+}
+
+const DOWNLINK_SAMPLE_RATE = 24000;
+const DOWNLINK_FRAME_MS = 60;
+const AGENT_SAMPLE_RATE = 48000;
+
+export class Gateway {
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  readonly pipeline: AudioPipeline;
+  readonly ports: GatewayPorts;
+  readonly #counters = new Map<string, number>();
+  readonly #connections = new Map<string, DeviceConnection>();
+  #broker: MqttBroker;
+  #udp: UdpAudioServer;
+  #http: Server;
+  #pacer: DownlinkPacer;
+  #agents: AgentBackend;
+  #sweep: ReturnType<typeof setInterval>;
+  #state: 'running' | 'stopping' | 'stopped' = 'running';
+  #now: () => number;
+
+  private constructor(init: {
+    config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
+    http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number;
+  }) {
+    this.config = init.config;
+    this.logger = init.logger;
+    this.pipeline = init.pipeline;
+    this.#broker = init.broker;
+    this.#udp = init.udp;
+    this.#http = init.http;
+    this.#pacer = init.pacer;
+    this.#agents = init.agents;
+    this.ports = init.ports;
+    this.#now = init.now;
+    this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
+    this.#sweep.unref();
+  }
+
+  /** Starts a gateway from a config object (validated like the CLI's) and resolves when it listens. */
+  static async start(input: GatewayConfigInput | GatewayConfig = {}, options: GatewayStartOptions = {}): Promise<Gateway> {
+    const config = 'publicHost' in input && typeof input.publicHost === 'string' && 'mqttHost' in input
+      ? (input as GatewayConfig)
+      : loadConfig({ flags: {}, env: {}, overrides: input });
+    const logger = options.logger ?? pino({
+      level: config.logLevel,
+      base: { service: 'xiaozhi-gateway' },
+      // Keys and passwords never reach a log line, whatever logs them by mistake.
+      redact: { paths: ['*.key', '*.password', '*.signatureKey', 'udp.key', 'mqtt.password', 'signatureKey'], censor: '[redacted]' },
+    });
+    const now = options.now ?? (() => performance.now());
+    let signatureKey = config.signatureKey;
+    if (config.auth === 'signature' && !signatureKey) {
+      signatureKey = randomBytes(32).toString('base64url');
+      logger.warn('no signature key configured: generated one for this process; devices must redo OTA after a restart (set --signature-key or XIAOZHI_SIGNATURE_KEY)');
+    }
+    if (config.auth === 'open') logger.warn('MQTT authentication is OPEN: any client can connect as any device. Development only.');
+
+    const pipeline = new AudioPipeline();
+    const udp = new UdpAudioServer(logger.child({ component: 'udp' }));
+    const pacer = new DownlinkPacer({ frameMs: DOWNLINK_FRAME_MS });
+    const agents = options.agents ?? (await createAgentBackend(config, logger));
+    const tls = config.mqttTls
+      ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }
+      : undefined;
+    const broker = new MqttBroker({
+      port: config.mqttPort,
+      host: config.mqttHost,
+      ...(tls ? { tls } : {}),
+      auth: config.auth === 'signature' ? { mode: 'signature', signatureKey: signatureKey! } : { mode: 'open' },
+      publishTopic: config.publishTopic,
+      limits: { maxConnections: config.maxConnections },
+      logger,
+    });
+
+    let gateway: Gateway | undefined;
+    const registry = createMetricsRegistry({
+      pipeline,
+      counters: () => gateway?.counters() ?? {},
+      sessionsByState: () => gateway?.sessionsByState() ?? {},
+      mqttConnections: () => gateway?.stats.connections ?? 0,
+    });
+    const brokerPorts = await broker.start();
+    const udpPort = await udp.listen(config.udpPort, config.udpHost);
+    const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;
+    const ota = createOtaHandler({
+      publicHost: config.publicHost,
+      mqttPort: publicMqttPort,
+      useTls: Boolean(tls),
+      ...(config.auth === 'signature' ? { signatureKey: signatureKey! } : {}),
+      publishTopic: config.publishTopic,
+      keepalive: config.keepaliveS,
+      timezoneOffsetMinutes: config.timezoneOffsetMinutes,
+      logger: logger.child({ component: 'ota' }),
+    });
+    const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false });
+    const httpPort = await new Promise<number>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(config.httpPort, config.httpHost, () => {
+        http.off('error', reject);
+        const a = http.address();
+        resolve(typeof a === 'object' && a ? a.port : config.httpPort);
+      });
+    });
+    const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
+    gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now });
+    gateway.#wire();
+    logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
+    return gateway;
+  }
+
+  #deps(): SessionDeps {
+    return {
+      config: {
+        publicHost: this.config.publicHost,
+        publicUdpPort: this.config.publicUdpPort ?? this.ports.udp,
+        udpTimeoutMs: this.config.udpTimeoutS * 1000,
+        udpRequireMqttIp: this.config.udpRequireMqttIp,
+        uplinkPacketsPerSecond: this.config.uplinkPacketsPerSecond,
+        downlinkSampleRate: DOWNLINK_SAMPLE_RATE,
+        downlinkFrameMs: DOWNLINK_FRAME_MS,
+        agentSampleRate: AGENT_SAMPLE_RATE,
+      },
+      pipeline: this.pipeline,
+      pacer: this.#pacer,
+      udp: this.#udp,
+      agents: this.#agents,
+      send: (clientId, message) => this.#broker.sendToDevice(clientId, message),
+      count: (c: GatewayCounter, n = 1) => this.#count(c, n),
+      logger: this.logger,
+      now: this.#now,
+    };
+  }
+
+  #wire(): void {
+    const deps = this.#deps();
+    this.#broker.on('device-connected', (identity: DeviceIdentity) => {
+      if (this.#state !== 'running') return;
+      const old = this.#connections.get(identity.clientId);
+      if (old) {
+        // Takeover: a second connection with this client id replaces the first completely.
+        this.#count('connection_takeover');
+        void old.close('taken over by a new connection');
+      }
+      this.#connections.set(identity.clientId, new DeviceConnection(identity, deps));
+    });
+    this.#broker.on('device-message', (identity: DeviceIdentity, payload: Buffer) => {
+      const c = this.#connections.get(identity.clientId);
+      if (c && c.identity.connectionId === identity.connectionId) c.onMessage(payload);
+    });
+    this.#broker.on('device-disconnected', (identity: DeviceIdentity, reason: string) => {
+      const c = this.#connections.get(identity.clientId);
+      if (!c || c.identity.connectionId !== identity.connectionId) return;  // an old connection after a takeover
+      this.#connections.delete(identity.clientId);
+      void c.close(`mqtt disconnected: ${reason}`);
+    });
+  }
+
+  #count(name: string, n = 1): void {
+    this.#counters.set(name, (this.#counters.get(name) ?? 0) + n);
+  }
+
+  counters(): Record<string, number> {
+    const s = this.#udp.stats;
+    return {
+      ...Object.fromEntries(this.#counters),
+      udp_received: s.received,
+      udp_short: s.droppedShort,
+      udp_unknown_ssrc: s.droppedUnknownSsrc,
+      udp_sent: s.sent,
+      udp_send_errors: s.sendErrors,
+    };
+  }
+
+  sessionsByState(): Record<string, number> {
+    const out: Record<string, number> = { opening: 0, idle: 0, listening: 0, speaking: 0 };
+    for (const c of this.#connections.values()) if (c.session) out[c.session.state] = (out[c.session.state] ?? 0) + 1;
+    return out;
+  }
+
+  get running(): boolean {
+    return this.#state === 'running';
+  }
+
+  /** Connected devices (MQTT) and open audio sessions. */
+  get stats(): { connections: number; sessions: number } {
+    let sessions = 0;
+    for (const c of this.#connections.values()) if (c.session) sessions++;
+    return { connections: this.#connections.size, sessions };
+  }
+
+  // UDP silence closes the audio channel with a server goodbye (PROTOCOL.md §3.3).
+  #sweepIdle(): void {
+    const now = this.#now();
+    const limit = this.config.udpTimeoutS * 1000;
+    for (const c of this.#connections.values()) {
+      const s = c.session;
+      if (s && s.state !== 'closed' && now - s.lastUdpAt > limit && !this.#pacer.isSpeaking(s)) {
+        this.#count('udp_timeout');
+        s.logger.info({ silentMs: Math.round(now - s.lastUdpAt) }, 'udp silence: closing the audio channel');
+        void c.goodbye('udp timeout');
+      }
+    }
+  }
+
+  /** Stop accepting, goodbye to every device, drain, release. Resolves within shutdownTimeoutMs. */
+  async stop(reason = 'shutdown'): Promise<void> {
+    if (this.#state !== 'running') return;
+    this.#state = 'stopping';
+    this.logger.info({ reason, connections: this.#connections.size }, 'stopping');
+    clearInterval(this.#sweep);
+    const work = (async () => {
+      await Promise.allSettled([...this.#connections.values()].map((c) => c.goodbye(reason)));
+      // Give the goodbyes a moment to leave the broker before connections close.
+      await new Promise((r) => setTimeout(r, 50));
+      await Promise.allSettled([...this.#connections.values()].map((c) => c.close(reason)));
+      this.#connections.clear();
+      this.#pacer.close();
+      await Promise.allSettled([
+        this.#broker.stop(),
+        this.#udp.close(),
+        new Promise<void>((r) => {
+          this.#http.close(() => r());
+          this.#http.closeAllConnections();
+        }),
+        this.#agents.close(),
+      ]);
+      this.pipeline.close();
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), this.config.shutdownTimeoutMs);
+    });
+    const result = await Promise.race([work.then(() => 'done' as const), timeout]);
+    clearTimeout(timer);
+    if (result === 'timeout') this.logger.error('shutdown did not finish in time; exiting anyway');
+    this.#state = 'stopped';
+    this.logger.info('stopped');
+  }
+}
+
+async function createAgentBackend(config: GatewayConfig, _logger: Logger): Promise<AgentBackend> {
+  if (config.agent === 'echo') return new EchoAgentBackend();
+  // The LiveKit bridge is not part of this build yet: refuse loudly rather than run without an agent.
+  throw Object.assign(new Error("agent 'livekit' is not available in this version of xiaozhi-gateway; use --agent echo"), {
+    code: 'ERR_AGENT_UNAVAILABLE',
+  });
+}

@@ -1,0 +1,92 @@
+// The Prometheus registry: process and event-loop metrics (prom-client defaults), the native
+// pipeline's counters and latency histograms (read from its shared memory block at scrape time),
+// sessions by state, and drops by reason across the pipeline and the network side.
+import client, { type Registry } from 'prom-client';
+import type { AudioPipeline } from '../native/pipeline.js';
+
+type MetricValue = { value: number; labels: Record<string, string | number> };
+type Sample = { name: string; help: string; type: 'counter' | 'gauge' | 'histogram'; values: Array<MetricValue & { metricName?: string }>; aggregator: 'sum' };
+
+/** A metric whose samples are computed at scrape time (no per-event bookkeeping in JS). */
+class ScrapeMetric {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge' | 'histogram',
+    private readonly read: () => Array<MetricValue & { metricName?: string }>,
+  ) {}
+  async get(): Promise<Sample> {
+    return { name: this.name, help: this.help, type: this.type, values: this.read(), aggregator: 'sum' };
+  }
+  reset(): void {}
+}
+
+// Native counters that are levels, not totals.
+const NATIVE_GAUGES = new Set([
+  'queue_depth_uplink', 'queue_depth_downlink', 'queue_depth_peak', 'pool_slabs_in_use', 'pool_slabs_peak',
+  'streams_open', 'workers_active', 'encoder_ladder_level', 'encoder_complexity', 'encoder_celt_only',
+]);
+
+export interface MetricsSources {
+  pipeline: AudioPipeline;
+  /** Gateway-level counters (sessions, messages, network-side drops). */
+  counters(): Record<string, number>;
+  /** Sessions by state. */
+  sessionsByState(): Record<string, number>;
+  mqttConnections(): number;
+}
+
+// Gateway counters that are drops, reported under xiaozhi_drops_total{reason}.
+const GATEWAY_DROPS = ['udp_short', 'udp_unknown_ssrc', 'udp_rate_limited', 'udp_address_rejected', 'pacer_backlog', 'agent_audio_wrong_rate'];
+
+export function createMetricsRegistry(sources: MetricsSources): Registry {
+  const registry = new client.Registry();
+  registry.setDefaultLabels({ service: 'xiaozhi-gateway' });
+  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+
+  const snapshot = () => sources.pipeline.metrics();
+  const add = (m: ScrapeMetric) => registry.registerMetric(m as unknown as client.Metric);
+
+  add(new ScrapeMetric('xiaozhi_pipeline_events_total', 'Native audio pipeline counters (frames, bytes, tasks, ladder steps).', 'counter', () =>
+    Object.entries(snapshot().counters)
+      .filter(([k]) => !NATIVE_GAUGES.has(k) && !k.startsWith('drop_'))
+      .map(([event, value]) => ({ value, labels: { event } }))));
+  add(new ScrapeMetric('xiaozhi_pipeline_state', 'Native audio pipeline levels (queue depths, pool slabs, encoder ladder).', 'gauge', () =>
+    Object.entries(snapshot().counters)
+      .filter(([k]) => NATIVE_GAUGES.has(k))
+      .map(([gauge, value]) => ({ value, labels: { gauge } }))));
+  add(new ScrapeMetric('xiaozhi_drops_total', 'Dropped datagrams/frames by reason (pipeline and network side).', 'counter', () => {
+    const native = Object.entries(snapshot().counters)
+      .filter(([k]) => k.startsWith('drop_'))
+      .map(([k, value]) => ({ value, labels: { reason: k.slice(5) } }));
+    const c = sources.counters();
+    return native.concat(GATEWAY_DROPS.map((reason) => ({ value: c[reason] ?? 0, labels: { reason } })));
+  }));
+  add(new ScrapeMetric('xiaozhi_gateway_events_total', 'Gateway events (hellos, messages, sessions, UDP rebinding, agent errors).', 'counter', () =>
+    Object.entries(sources.counters())
+      .filter(([k]) => !GATEWAY_DROPS.includes(k))
+      .map(([event, value]) => ({ value, labels: { event } }))));
+  add(new ScrapeMetric('xiaozhi_sessions', 'Audio sessions by state.', 'gauge', () =>
+    Object.entries(sources.sessionsByState()).map(([state, value]) => ({ value, labels: { state } }))));
+  add(new ScrapeMetric('xiaozhi_mqtt_connections', 'Device MQTT connections.', 'gauge', () => [{ value: sources.mqttConnections(), labels: {} }]));
+  // The native log2-ns histograms become Prometheus histograms with power-of-two second buckets.
+  add(new ScrapeMetric('xiaozhi_pipeline_duration_seconds', 'Native pipeline stage times, queue waits and frame latencies.', 'histogram', () => {
+    const out: Array<MetricValue & { metricName: string }> = [];
+    for (const [stage, h] of Object.entries(snapshot().histograms)) {
+      const name = stage.replace(/_ns$/, '');
+      let cumulative = 0;
+      let sum = 0;
+      for (let i = 0; i < h.buckets.length; i++) {
+        const n = h.buckets[i]!;
+        cumulative += n;
+        sum += n * 1.5 * 2 ** i;  // bucket midpoint estimate, in ns
+        if (i >= 9 && i <= 34) out.push({ metricName: 'xiaozhi_pipeline_duration_seconds_bucket', value: cumulative, labels: { stage: name, le: 2 ** (i + 1) / 1e9 } });
+      }
+      out.push({ metricName: 'xiaozhi_pipeline_duration_seconds_bucket', value: h.count, labels: { stage: name, le: '+Inf' } });
+      out.push({ metricName: 'xiaozhi_pipeline_duration_seconds_sum', value: sum / 1e9, labels: { stage: name } });
+      out.push({ metricName: 'xiaozhi_pipeline_duration_seconds_count', value: h.count, labels: { stage: name } });
+    }
+    return out;
+  }));
+  return registry;
+}
