@@ -62,6 +62,7 @@ void CompleteTask(napi_env env, napi_status status, void* data) {
   auto* task = static_cast<Task*>(data);
   std::shared_ptr<Core> core = std::move(task->core);
   core->in_flight--;
+  core->scheduler->task_completed();
   core->idle_tasks.push_back(task);
   if (status == napi_cancelled) return;  // environment shutting down
   Napi::HandleScope scope(env);
@@ -305,8 +306,9 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     return Napi::Number::New(env, id);
   }
 
-  // push(id, data: Uint8Array | Int16Array | Float32Array, tag): 0 queued, 1 queued but the oldest
-  // queued item was dropped, 2 unknown/closed stream, 3 datagram too large
+  // push(id, data: Uint8Array | Int16Array | Float32Array, tag, probe?): 0 queued, 1 queued but the
+  // oldest queued item was dropped, 2 unknown/closed stream (or a probe on a downlink), 3 datagram
+  // too large. probe: validate an uplink datagram from an unproven address without using it.
   Napi::Value Push(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Core& c = core(env);
@@ -325,7 +327,9 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
         throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"data\" argument must be a Uint8Array, Int16Array or Float32Array");
     }
     const auto* bytes = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    const pipeline::PushResult r = guarded(env, [&] { return c.scheduler->push(id, bytes, ta.ByteLength(), fmt, tag); });
+    const auto kind = info.Length() > 3 && info[3].ToBoolean() ? pipeline::ItemKind::kProbe : pipeline::ItemKind::kData;
+    const pipeline::PushResult r =
+        guarded(env, [&] { return c.scheduler->push(id, bytes, ta.ByteLength(), fmt, tag, kind); });
     c.start_workers();
     return Napi::Number::New(env, static_cast<int>(r));
   }

@@ -54,7 +54,7 @@ class PooledBuffer {
   PooledBuffer(const PooledBuffer&) = delete;
   PooledBuffer& operator=(const PooledBuffer&) = delete;
   uint8_t* data() const { return data_; }
-  size_t size() const { return pool_ ? pool_->slab_size() : 0; }
+  size_t size() const { return data_ ? pool_->slab_size() : 0; }
   explicit operator bool() const { return data_ != nullptr; }
   void reset() { if (data_) { pool_->release(data_); data_ = nullptr; } }
   // Hands the slab to the caller, who must release it to the pool later.

@@ -160,6 +160,11 @@ void Encoder::reset() { opus_encoder_ctl(st_, OPUS_RESET_STATE); }
 
 int opus_packet_samples(const uint8_t* packet, size_t length, int sample_rate) {
   if (!packet || length == 0 || length > kOpusMaxPacket) return -1;
+  // opus_packet_parse checks the whole framing (frame count, sizes, padding), not just the TOC byte.
+  unsigned char toc = 0;
+  const unsigned char* frames[48];
+  opus_int16 sizes[48];
+  if (opus_packet_parse(packet, static_cast<opus_int32>(length), &toc, frames, sizes, nullptr) <= 0) return -1;
   const int n = opus_packet_get_nb_samples(packet, static_cast<opus_int32>(length), sample_rate);
   return n > 0 ? n : -1;
 }

@@ -62,8 +62,8 @@ class Encoder {
   void set_complexity(int complexity);
   void set_bitrate(int bitrate);
   // Forces CELT-only coding (cheapest mode, ~4x less CPU than hybrid at 24 kHz) or returns to the
-  // application's automatic mode choice. Takes effect from the next frame; the decoder follows
-  // mode switches within the stream.
+  // application's automatic mode choice. libopus codes one more frame in the old mode while it
+  // switches; the decoder follows mode switches within the stream.
   void set_celt_only(bool celt_only);
   bool celt_only() const { return celt_only_; }
   int complexity() const { return config_.complexity; }

@@ -109,8 +109,10 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
   MetricsBlock& m = ctx.metrics;
   switch (item.kind) {
     case ItemKind::kReset:
+      // Forget everything of the interrupted turn, including the encoder's lookahead.
       filled_ = 0;
       resampler_.reset();
+      encoder_.reset();
       return;
     case ItemKind::kFlush: {
       uint64_t t0 = now_ns();
@@ -122,13 +124,8 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
         encode_frame(item, 0, ctx);
         filled_ = 0;
       }
-      // Mark the turn's last datagram (if this flush produced or left one in this batch) and report
-      // the end of the turn so the sender can schedule `tts stop` after it.
-      for (auto it = ctx.results.rbegin(); it != ctx.results.rend(); ++it) {
-        if (it->stream_id != id) continue;
-        if (it->kind == ResultKind::kDownlinkDatagram) it->flags |= kResultLastOfTurn;
-        break;
-      }
+      // Report the end of the turn so the sender can schedule `tts stop` after the last datagram
+      // (the scheduler marks that datagram kResultLastOfTurn if it is not delivered yet).
       Result end;
       end.stream_id = id;
       end.kind = ResultKind::kDownlinkTurnEnd;
@@ -138,6 +135,7 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
       return;
     }
     case ItemKind::kData: break;
+    case ItemKind::kProbe: return;  // uplink only
   }
   m.add(kDownFramesIn);
   m.add(kDownBytesIn, item.length);

@@ -27,7 +27,7 @@ Scheduler::Scheduler(const SchedulerOptions& options, std::shared_ptr<MetricsBlo
   results_.reserve(4096);
   for (int i = 0; i < options_.max_workers; ++i) {
     auto s = std::make_unique<WorkerScratch>();
-    s->items.resize(options_.batch_per_stream);
+    s->items.resize(options_.batch_per_stream + 1);  // + a trailing flush
     s->results.reserve(1024);
     free_scratch_.push_back(s.get());
     scratch_.push_back(std::move(s));
@@ -86,9 +86,15 @@ Stream* Scheduler::pop_ready_locked() {
 void Scheduler::enqueue_locked(Stream* s, const InputItem& item) {
   const size_t cap = s->ring.size();
   if (s->count == cap) {
-    // Drop-oldest: under overload the freshest audio matters most, and memory stays bounded.
-    InputItem& oldest = s->ring[s->head];
+    // Drop-oldest: under overload the freshest audio matters most, and memory stays bounded. Only
+    // audio is dropped: a flush or reset must survive, or a turn would never end / an abort undo.
+    size_t victim = 0;
+    while (victim < s->count && s->ring[(s->head + victim) % cap].kind != ItemKind::kData) ++victim;
+    if (victim == s->count) victim = 0;  // only control items queued (cannot happen with cap > 2)
+    InputItem& oldest = s->ring[(s->head + victim) % cap];
     if (oldest.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(oldest.slab);
+    // Close the hole: shift the control items in front of the victim back by one.
+    for (size_t i = victim; i > 0; --i) s->ring[(s->head + i) % cap] = s->ring[(s->head + i - 1) % cap];
     s->head = (s->head + 1) % cap;
     --s->count;
     (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
@@ -105,13 +111,15 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& item) {
   }
 }
 
-PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag) {
+PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag,
+                           ItemKind kind) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end()) return PushResult::kUnknownStream;
   Stream* s = it->second;
   dsp::BufferPool& pool = s->is_uplink() ? pools_.datagram : pools_.pcm;
   if (s->is_uplink() && bytes > dsp::kMaxDatagramSize) return PushResult::kTooLarge;
+  if (kind == ItemKind::kProbe && !s->is_uplink()) return PushResult::kUnknownStream;
   const uint64_t now = now_ns();
   const size_t sample_size = format == SampleFormat::kF32 ? sizeof(float) : sizeof(int16_t);
   // PCM larger than one slab is split at sample boundaries; datagrams always fit one slab.
@@ -126,7 +134,7 @@ PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, Sampl
     item.length = static_cast<uint32_t>(n);
     item.tag = tag;
     item.enqueued_ns = now;
-    item.kind = ItemKind::kData;
+    item.kind = kind;
     item.format = format;
     enqueue_locked(s, item);
     offset += n;
@@ -220,11 +228,18 @@ void Scheduler::close_all() {
 
 int Scheduler::workers_to_start() {
   std::lock_guard<std::mutex> lock(mutex_);
-  const int busy = active_workers_ + starting_workers_;
-  int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
-  const int n = std::max(0, want - busy);
+  // A task counts until its completion ran on the event loop (task_completed), not until its
+  // worker returned: otherwise a busy event loop would let every push() queue one more task.
+  const int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
+  const int n = std::max(0, want - tasks_outstanding_);
+  tasks_outstanding_ += n;
   starting_workers_ += n;
   return n;
+}
+
+void Scheduler::task_completed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  --tasks_outstanding_;
 }
 
 void Scheduler::take_results(std::vector<Result>& out) {
@@ -315,7 +330,8 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       s = pop_ready_locked();
       if (!s) break;
       const size_t cap = s->ring.size();
-      while (n < options_.batch_per_stream && s->count > 0) {
+      // A flush right behind the chunk goes with it, so it can mark the turn's last datagram.
+      while (s->count > 0 && (n < options_.batch_per_stream || (n == options_.batch_per_stream && s->ring[s->head].kind == ItemKind::kFlush))) {
         scratch->items[n++] = s->ring[s->head];
         s->head = (s->head + 1) % cap;
         --s->count;
@@ -345,7 +361,17 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
     Stream* to_delete = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      results_.insert(results_.end(), scratch->results.begin(), scratch->results.end());
+      for (const Result& r : scratch->results) {
+        if (r.kind == ResultKind::kDownlinkTurnEnd) {
+          // The turn's last datagram may come from an earlier chunk still waiting for delivery.
+          for (auto it = results_.rbegin(); it != results_.rend(); ++it) {
+            if (it->stream_id != r.stream_id) continue;
+            if (it->kind == ResultKind::kDownlinkDatagram) it->flags |= kResultLastOfTurn;
+            break;
+          }
+        }
+        results_.push_back(r);
+      }
       if (s->closed) {
         s->scheduled = false;
         to_delete = s;

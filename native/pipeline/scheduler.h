@@ -54,7 +54,8 @@ class Scheduler {
 
   // --- main thread ---
   uint32_t add_stream(std::unique_ptr<Stream> stream);
-  PushResult push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag);
+  PushResult push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag,
+                  ItemKind kind = ItemKind::kData);
   PushResult push_control(uint32_t id, ItemKind kind, uint32_t tag);  // kFlush
   // Barge-in: queued data of the stream is dropped (counted) and its buffered audio forgotten.
   bool abort_stream(uint32_t id, uint32_t tag);
@@ -66,6 +67,8 @@ class Scheduler {
   // How many more workers to start now (the caller queues that many threadpool tasks and calls
   // run_worker() from each).
   int workers_to_start();
+  // A task started for workers_to_start() has completed (its completion ran on the main thread).
+  void task_completed();
   // Swaps out every finished result; results of closed streams are released, not returned.
   void take_results(std::vector<Result>& out);
   // Updates gauges and the encoder ladder; call after each completion.
@@ -98,6 +101,7 @@ class Scheduler {
   std::vector<WorkerScratch*> free_scratch_;
   int active_workers_ = 0;
   int starting_workers_ = 0;
+  int tasks_outstanding_ = 0;  // started and not yet completed on the main thread
   uint32_t next_id_ = 1;
   size_t queued_up_ = 0, queued_down_ = 0, queued_peak_ = 0;
 

@@ -17,6 +17,7 @@ enum class ItemKind : uint8_t {
   kData,   // uplink: one datagram; downlink: a chunk of PCM
   kFlush,  // downlink: end of a speech turn, pad and emit the last partial frame
   kReset,  // downlink: barge-in, forget buffered audio (queued items were already dropped)
+  kProbe,  // uplink: a datagram from an address not yet proven: validate only, change no state
 };
 enum class SampleFormat : uint8_t { kS16 = 0, kF32 = 1 };
 
@@ -33,12 +34,16 @@ enum class ResultKind : uint8_t {
   kUplinkPcm = 0,         // Int16 PCM at the uplink output rate
   kDownlinkDatagram = 1,  // header + encrypted Opus, ready for dgram.send
   kDownlinkTurnEnd = 2,   // every datagram of the flushed turn has been produced (no payload)
+  kUplinkProbe = 3,       // verdict on a probed datagram (no payload); kResultProbeValid when it is
+                          // genuine-looking: fresh sequence, decrypts to a well-formed Opus packet
+                          // of the session's shape
 };
 
 // Result flags
 constexpr uint32_t kResultConcealed = 1;  // uplink: produced by packet loss concealment
 constexpr uint32_t kResultRecovered = 2;  // uplink: recovered from the next packet's in-band FEC
 constexpr uint32_t kResultLastOfTurn = 4; // downlink: last datagram before a flush
+constexpr uint32_t kResultProbeValid = 8; // uplink probe: the datagram passed every check
 
 struct Result {
   uint32_t stream_id = 0;

@@ -47,40 +47,59 @@ void UplinkStream::emit_pcm(const int16_t* pcm, int samples, const InputItem& it
   m.add(kUpBytesOut, r.length);
 }
 
+bool UplinkStream::check_packet(const InputItem& item, dsp::PacketHeader& h, int& samples, ProcessContext& ctx) {
+  MetricsBlock& m = ctx.metrics;
+  switch (dsp::parse_datagram(item.slab, item.length, &h)) {
+    case dsp::PacketError::kOk: break;
+    case dsp::PacketError::kShort: m.add(kDropShort); return false;
+    case dsp::PacketError::kBadType: m.add(kDropBadType); return false;
+    case dsp::PacketError::kLengthMismatch: m.add(kDropLength); return false;
+  }
+  switch (window_.check(h.sequence)) {
+    case dsp::ReplayWindow::Verdict::kFresh: break;
+    case dsp::ReplayWindow::Verdict::kReplay: m.add(kDropReplay); return false;
+    case dsp::ReplayWindow::Verdict::kTooFarAhead: m.add(kDropSequenceJump); return false;
+  }
+  uint8_t* payload = item.slab + dsp::kPacketHeaderSize;
+  const uint64_t t0 = now_ns();
+  aes_.crypt(item.slab, payload, payload, h.payload_length);  // the header bytes are the IV
+  m.observe(kHistUpDecrypt, now_ns() - t0);
+  // Without an authentication tag, "decrypts to a well-formed Opus packet of the session's shape"
+  // is the only evidence a packet is genuine; check it before the decoder state is touched.
+  samples = dsp::opus_packet_samples(payload, h.payload_length, config_.decode_rate);
+  if (samples <= 0 || (expected_samples_ > 0 && samples != expected_samples_) ||
+      dsp::opus_packet_channels(payload, h.payload_length) != 1) {
+    m.add(kDropDecode);
+    return false;
+  }
+  return true;
+}
+
 void UplinkStream::process(const InputItem& item, ProcessContext& ctx) {
   MetricsBlock& m = ctx.metrics;
   m.add(kUpFramesIn);
   m.add(kUpBytesIn, item.length);
 
   dsp::PacketHeader h;
-  switch (dsp::parse_datagram(item.slab, item.length, &h)) {
-    case dsp::PacketError::kOk: break;
-    case dsp::PacketError::kShort: m.add(kDropShort); return;
-    case dsp::PacketError::kBadType: m.add(kDropBadType); return;
-    case dsp::PacketError::kLengthMismatch: m.add(kDropLength); return;
+  int samples = 0;
+  const bool ok = check_packet(item, h, samples, ctx);
+  if (item.kind == ItemKind::kProbe) {
+    // Every probe is reported, valid or not, so the gateway can demand consecutive valid ones.
+    Result r;
+    r.stream_id = id;
+    r.kind = ResultKind::kUplinkProbe;
+    r.flags = ok ? kResultProbeValid : 0;
+    r.tag = item.tag;
+    r.sequence = ok ? h.sequence : 0;
+    r.enqueued_ns = item.enqueued_ns;
+    ctx.results.push_back(r);
+    return;
   }
-  switch (window_.check(h.sequence)) {
-    case dsp::ReplayWindow::Verdict::kFresh: break;
-    case dsp::ReplayWindow::Verdict::kReplay: m.add(kDropReplay); return;
-    case dsp::ReplayWindow::Verdict::kTooFarAhead: m.add(kDropSequenceJump); return;
-  }
+  if (!ok) return;
 
   uint8_t* payload = item.slab + dsp::kPacketHeaderSize;
   const size_t payload_len = h.payload_length;
-  uint64_t t0 = now_ns();
-  aes_.crypt(item.slab, payload, payload, payload_len);  // the header bytes are the IV
-  m.observe(kHistUpDecrypt, now_ns() - t0);
-
-  // Without an authentication tag, "decrypts to a valid Opus frame of the session's shape" is the
-  // only proof a packet is genuine; check it before the decoder state is touched.
-  const int samples = dsp::opus_packet_samples(payload, payload_len, config_.decode_rate);
-  if (samples <= 0 || (expected_samples_ > 0 && samples != expected_samples_) ||
-      dsp::opus_packet_channels(payload, payload_len) != 1) {
-    m.add(kDropDecode);
-    return;
-  }
-
-  t0 = now_ns();
+  const uint64_t t0 = now_ns();
   const uint32_t gap = window_.started() ? h.sequence - window_.last() - 1 : 0;
   if (gap > 0 && gap <= static_cast<uint32_t>(config_.max_concealed_frames)) {
     for (uint32_t k = 0; k < gap; ++k) {

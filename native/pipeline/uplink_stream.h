@@ -2,6 +2,9 @@
 // packet validation -> PLC/FEC for gaps -> Opus decode (16 kHz) -> resample to the output rate.
 // The replay window only advances on a packet that decoded: a forged or corrupt packet changes no
 // state, so it can neither lock the device out nor steer address binding (PROTOCOL.md §3.2).
+// Datagrams from an address that has not proven itself are only probed: checked all the way to a
+// well-formed Opus packet of the session's shape, reported, and never decoded or committed, so
+// the gateway can require several consecutive genuine-looking packets before it binds an address.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,9 @@ class UplinkStream final : public Stream {
   void process(const InputItem& item, ProcessContext& ctx) override;
 
  private:
+  // Header, freshness, decryption and Opus shape; the payload is decrypted in place. Counts the
+  // drop reason and returns false when the packet is not acceptable.
+  bool check_packet(const InputItem& item, dsp::PacketHeader& h, int& samples, ProcessContext& ctx);
   void emit_pcm(const int16_t* pcm, int samples, const InputItem& item, uint32_t sequence, uint32_t flags,
                 ProcessContext& ctx);
 

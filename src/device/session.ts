@@ -66,6 +66,24 @@ function normalizeIp(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
+/**
+ * An address that sent datagrams for this session but has not proven itself. Its datagrams are only
+ * probed (validated without being used) until PROOF_PACKETS consecutive ones are genuine-looking with
+ * increasing sequences; then it binds and the held datagrams are decoded. Any failed probe resets
+ * the count, so a forger sending random payloads would need p^3 luck (p = chance that random bytes
+ * decrypt to a well-formed 60 ms mono Opus packet), not 1 success in 1/p tries.
+ */
+interface Candidate {
+  peer: UdpPeer;
+  valid: number;
+  lastSequence: number;
+  held: Buffer[];
+}
+
+const PROOF_PACKETS = 3;
+const MAX_HELD = 8;
+const MAX_CANDIDATES = 8;
+
 /** Token bucket for the per-session uplink packet rate, checked before any decryption. */
 class RateLimiter {
   #tokens: number;
@@ -95,7 +113,7 @@ export class AudioSession implements PacedSession {
   #downlink: DownlinkStream;
   #agent: AgentSession | null = null;
   #bound: UdpPeer | null = null;
-  #candidates = new Map<number, UdpPeer>();
+  #candidates = new Map<number, Candidate>();
   #nextTag = 1;
   #limiter: RateLimiter;
   #wrongRateLogged = false;
@@ -121,10 +139,10 @@ export class AudioSession implements PacedSession {
       frameMs: hello.audio_params.frame_duration,
       outputRate: deps.config.agentSampleRate,
       onFrame: (f) => {
-        if (f.tag !== 0 && !f.concealed) this.#bind(f.tag);
         this.lastUdpAt = deps.now();
         this.#agent?.pushAudio(f.pcm, f.sampleRate);
       },
+      onProbe: (p) => this.#probed(p.tag, p.valid, p.sequence),
     });
     this.#downlink = deps.pipeline.createDownlink({
       key: this.key,
@@ -244,28 +262,42 @@ export class AudioSession implements PacedSession {
       deps.count('udp_address_rejected');
       return;
     }
-    let tag = 0;
     const b = this.#bound;
-    if (!b || b.address !== from.address || b.port !== from.port) {
-      // A new address must prove itself: only a packet that decrypts and decodes with a fresh
-      // sequence (reported back with this tag) binds it (PROTOCOL.md §3.2).
-      for (const [t, p] of this.#candidates) if (p.address === from.address && p.port === from.port) tag = t;
-      if (tag === 0) {
-        if (this.#candidates.size >= 8) this.#candidates.delete(this.#candidates.keys().next().value!);
-        tag = this.#nextTag++;
-        this.#candidates.set(tag, { address: from.address, port: from.port });
-      }
+    if (b && b.address === from.address && b.port === from.port) {
+      this.#uplink.push(datagram, 0);
+      return;
     }
-    this.#uplink.push(datagram, tag);
+    // A new address must prove itself (PROTOCOL.md §3.2): its datagrams are probed, not used, until
+    // PROOF_PACKETS consecutive ones check out (see Candidate).
+    let tag = 0;
+    for (const [t, c] of this.#candidates) if (c.peer.address === from.address && c.peer.port === from.port) tag = t;
+    if (tag === 0) {
+      if (this.#candidates.size >= MAX_CANDIDATES) this.#candidates.delete(this.#candidates.keys().next().value!);
+      tag = this.#nextTag++;
+      this.#candidates.set(tag, { peer: { address: from.address, port: from.port }, valid: 0, lastSequence: 0, held: [] });
+    }
+    const c = this.#candidates.get(tag)!;
+    c.held.push(datagram);
+    if (c.held.length > MAX_HELD) c.held.shift();
+    this.#uplink.probe(datagram, tag);
   }
 
-  #bind(tag: number): void {
-    const peer = this.#candidates.get(tag);
-    if (!peer) return;
+  #probed(tag: number, valid: boolean, sequence: number): void {
+    const c = this.#candidates.get(tag);
+    if (!c || this.state === 'closed') return;
+    if (!valid) {
+      c.valid = 0;
+      return;
+    }
+    c.valid = sequence > c.lastSequence ? c.valid + 1 : 1;
+    c.lastSequence = sequence;
+    if (c.valid < PROOF_PACKETS) return;
     if (this.#bound) this.#deps.count('udp_rebound');
-    this.logger.info({ peer, rebind: this.#bound !== null }, this.#bound ? 'udp address rebound' : 'udp address bound');
-    this.#bound = peer;
+    this.logger.info({ peer: c.peer, rebind: this.#bound !== null }, this.#bound ? 'udp address rebound' : 'udp address bound');
+    this.#bound = c.peer;
     this.#candidates.clear();
+    // The datagrams that proved the address are audio too: decode them now, in order.
+    for (const d of c.held) this.#uplink.push(d, 0);
   }
 
   sendDatagram(datagram: Buffer): boolean {

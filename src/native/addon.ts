@@ -71,7 +71,7 @@ export interface NativePipelineHandle {
   createUplink(key: Uint8Array, nonce: Uint8Array, options: Record<string, number>): number;
   createDownlink(key: Uint8Array, nonce: Uint8Array, options: Record<string, number | boolean>): number;
   /** 0 queued, 1 queued after dropping the oldest item, 2 unknown/closed stream, 3 datagram too large */
-  push(id: number, data: Uint8Array | Int16Array | Float32Array, tag: number): number;
+  push(id: number, data: Uint8Array | Int16Array | Float32Array, tag: number, probe?: boolean): number;
   flush(id: number, tag: number): number;
   abort(id: number, tag: number): boolean;
   closeStream(id: number): boolean;

@@ -35,6 +35,7 @@ export {
   type PushOutcome,
   type UplinkFrame,
   type UplinkOptions,
+  type UplinkProbe,
 } from './pipeline.js';
 export { diffMetrics, readMetrics, summarizeBuckets, type HistogramSummary, type MetricsLayout, type MetricsSnapshot } from './metrics.js';
 

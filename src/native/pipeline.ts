@@ -71,7 +71,8 @@ export interface UplinkFrame {
   tag: number;
   /** Produced by packet loss concealment for a missing datagram. */
   concealed: boolean;
-  /** Recovered from the next datagram's in-band FEC. */
+  /** Stands in for the datagram just before the next one, decoded from that datagram's in-band FEC
+   *  (libopus falls back to concealment when it carries none). */
   recovered: boolean;
 }
 
@@ -81,7 +82,9 @@ export interface DownlinkPacket {
   sequence: number;
   /** Header timestamp (media clock in ms). */
   timestamp: number;
-  /** Last datagram of a turn ended by flush(). */
+  /** Last datagram of a turn ended by flush(), when it had not been delivered before the flush was
+   *  processed (best effort: silence-gated tails or a late flush leave it unmarked; onTurnEnd is
+   *  the reliable signal). */
   lastOfTurn: boolean;
 }
 
@@ -99,6 +102,16 @@ export interface UplinkOptions {
   /** Largest forward sequence jump accepted (default 1024). */
   maxSequenceJump?: number;
   onFrame: (frame: UplinkFrame) => void;
+  /** Verdicts on datagrams passed to probe() (see UplinkStream.probe). */
+  onProbe?: (probe: UplinkProbe) => void;
+}
+
+export interface UplinkProbe {
+  tag: number;
+  /** Fresh sequence, decrypts to a well-formed Opus packet of the stream's shape. */
+  valid: boolean;
+  /** The datagram's sequence (0 when invalid). */
+  sequence: number;
 }
 
 export interface DownlinkEncoderOptions {
@@ -137,9 +150,11 @@ export interface DownlinkOptions {
 const RESULT_UPLINK_PCM = 0;
 const RESULT_DOWNLINK_DATAGRAM = 1;
 const RESULT_TURN_END = 2;
+const RESULT_UPLINK_PROBE = 3;
 const FLAG_CONCEALED = 1;
 const FLAG_RECOVERED = 2;
 const FLAG_LAST_OF_TURN = 4;
+const FLAG_PROBE_VALID = 8;
 const META_FIELDS = 8;
 const U32_MAX = 0xffffffff;
 
@@ -231,10 +246,11 @@ export class AudioPipeline {
   createUplink(options: UplinkOptions): UplinkStream {
     const p = this.#check();
     const o = expectOptions('options', options);
-    rejectUnknownKeys('uplink options', o, ['key', 'nonce', 'decodeRate', 'outputRate', 'frameMs', 'maxConcealedFrames', 'maxSequenceJump', 'onFrame']);
+    rejectUnknownKeys('uplink options', o, ['key', 'nonce', 'decodeRate', 'outputRate', 'frameMs', 'maxConcealedFrames', 'maxSequenceJump', 'onFrame', 'onProbe']);
     const key = expectBytes('options.key', o.key, 16);
     const nonce = expectBytes('options.nonce', o.nonce, 16);
     const onFrame = expectCallback('options.onFrame', o.onFrame) as UplinkOptions['onFrame'];
+    const onProbe = (o.onProbe === undefined ? () => {} : expectCallback('options.onProbe', o.onProbe)) as NonNullable<UplinkOptions['onProbe']>;
     const n: Record<string, number> = {};
     const rate = (name: string, v: unknown, d: number): number => {
       const r = v === undefined ? d : expectInteger(`options.${name}`, v, 8000, 48000);
@@ -254,8 +270,13 @@ export class AudioPipeline {
       rate: outputRate,
       epoch: 0,
       deliver(meta, i, data) {
-        if (meta[i + 1] !== RESULT_UPLINK_PCM) return;
+        const kind = meta[i + 1];
         const flags = meta[i + 2]!;
+        if (kind === RESULT_UPLINK_PROBE) {
+          onProbe({ tag: meta[i + 5]!, valid: (flags & FLAG_PROBE_VALID) !== 0, sequence: meta[i + 6]! });
+          return;
+        }
+        if (kind !== RESULT_UPLINK_PCM) return;
         onFrame({
           pcm: new Int16Array(data, meta[i + 3]!, meta[i + 4]! >> 1),
           sampleRate: outputRate,
@@ -408,6 +429,17 @@ export class UplinkStream extends PipelineStream {
     this.check('UplinkStream');
     expectBytes('datagram', datagram);
     return outcome(this.native.push(this.id, datagram, expectInteger('tag', tag, 0, U32_MAX)), 'UplinkStream');
+  }
+
+  /**
+   * Checks a datagram from an address that has not proven itself, in order with the stream's other
+   * input: header, fresh sequence, decryption, Opus shape. Nothing is decoded or committed (a
+   * forged datagram changes no state); the verdict arrives at options.onProbe with `tag`.
+   */
+  probe(datagram: Uint8Array, tag: number): PushOutcome {
+    this.check('UplinkStream');
+    expectBytes('datagram', datagram);
+    return outcome(this.native.push(this.id, datagram, expectInteger('tag', tag, 0, U32_MAX), true), 'UplinkStream');
   }
 }
 

@@ -2,7 +2,6 @@
 // independent of src/sim. It exposes the raw pieces so tests can also misbehave on purpose.
 import { createCipheriv } from 'node:crypto';
 import dgram from 'node:dgram';
-import { once } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
 
 export interface OtaReply {
@@ -28,15 +27,18 @@ export interface HelloReply {
   udp: { server: string; port: number; key: string; nonce: string };
 }
 
+/** A control message the device received, with its arrival time (performance.now()). */
+export type Message = Record<string, unknown> & { at: number };
+
 export class RawDevice {
-  readonly messages: Array<Record<string, unknown> & { at: number }> = [];
+  readonly messages: Message[] = [];
   readonly datagrams: Array<{ at: number; data: Buffer }> = [];
   mqtt!: MqttClient;
   creds!: OtaReply['mqtt'];
   udp: dgram.Socket | null = null;
   hello: HelloReply | null = null;
   seq = 0;
-  private waiters: Array<{ pred: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }> = [];
+  private waiters: Array<{ pred: (m: Message) => boolean; resolve: (m: Message) => void }> = [];
 
   static async connect(httpPort: number, mac: string, uuid = '00000000-0000-4000-8000-' + mac.replace(/:/g, '')): Promise<RawDevice> {
     const d = new RawDevice();
@@ -52,7 +54,10 @@ export class RawDevice {
       d.messages.push(m);
       d.waiters = d.waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
     });
-    await once(d.mqtt, 'connect');
+    await new Promise((resolve, reject) => {
+      d.mqtt.once('connect', resolve);
+      d.mqtt.once('error', reject);
+    });
     return d;
   }
 
@@ -60,7 +65,7 @@ export class RawDevice {
     this.mqtt.publish(this.creds.publish_topic, typeof message === 'string' ? message : JSON.stringify(message));
   }
 
-  waitFor(pred: (m: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  waitFor(pred: (m: Message) => boolean, timeoutMs = 5000): Promise<Message> {
     const found = this.messages.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
