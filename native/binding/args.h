@@ -65,6 +65,34 @@ inline int64_t integer_arg(const Napi::CallbackInfo& info, size_t index, const c
   return static_cast<int64_t>(d);
 }
 
+// Options objects: a missing key takes the fallback; a wrong type or value is a coded error naming
+// "options.<key>".
+inline int int_option(Napi::Env env, Napi::Object o, const char* key, int fallback, int min, int max) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", std::string("options.") + key + " must be an integer in [" +
+                      std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return static_cast<int>(d);
+}
+
+inline bool bool_option(Napi::Env env, Napi::Object o, const char* key, bool fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+inline Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsObject()) {
+    throw_type_error(info.Env(), "ERR_INVALID_ARG_TYPE", std::string("The \"") + name + "\" argument must be an object");
+  }
+  return info[i].As<Napi::Object>();
+}
+
 inline bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
   return pa < pb + b_bytes && pb < pa + a_bytes;

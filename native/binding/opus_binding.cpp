@@ -9,25 +9,6 @@
 namespace xz::binding {
 namespace {
 
-int int_option(Napi::Env env, Napi::Object o, const char* key, int fallback, int min, int max) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<int>(d))) {
-    throw_range_error(env, "ERR_OUT_OF_RANGE", std::string("options.") + key + " must be an integer in [" +
-                      std::to_string(min) + ", " + std::to_string(max) + "]");
-  }
-  return static_cast<int>(d);
-}
-
-bool bool_option(Napi::Env env, Napi::Object o, const char* key, bool fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsBoolean()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
 class OpusEncoderWrap : public Napi::ObjectWrap<OpusEncoderWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -42,10 +23,7 @@ class OpusEncoderWrap : public Napi::ObjectWrap<OpusEncoderWrap> {
   // new NativeOpusEncoder(options): numeric enums, already validated and normalised in TypeScript.
   explicit OpusEncoderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpusEncoderWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) {
-      throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"options\" argument must be an object");
-    }
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = object_arg(info, 0, "options");
     dsp::OpusEncoderConfig c;
     c.sample_rate = int_option(env, o, "sampleRate", c.sample_rate, 1, 384000);
     c.channels = int_option(env, o, "channels", c.channels, 1, 255);

@@ -137,32 +137,6 @@ void Core::deliver() {
   }
 }
 
-int int_opt(Napi::Env env, Napi::Object o, const char* key, int fallback, int min, int max) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<int64_t>(d))) {
-    throw_range_error(env, "ERR_OUT_OF_RANGE", std::string("options.") + key + " must be an integer in [" +
-                      std::to_string(min) + ", " + std::to_string(max) + "]");
-  }
-  return static_cast<int>(d);
-}
-
-bool bool_opt(Napi::Env env, Napi::Object o, const char* key, bool fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsBoolean()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", std::string("options.") + key + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
-Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsObject()) {
-    throw_type_error(info.Env(), "ERR_INVALID_ARG_TYPE", std::string("The \"") + name + "\" argument must be an object");
-  }
-  return info[i].As<Napi::Object>();
-}
-
 void copy_key_nonce(const Napi::CallbackInfo& info, uint8_t key[16], uint8_t nonce[16]) {
   auto k = typed_array_arg<uint8_t>(info, 0, "key");
   auto n = typed_array_arg<uint8_t>(info, 1, "nonce");
@@ -197,15 +171,15 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
       throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"dispatcher\" argument must be a function");
     }
     pipeline::SchedulerOptions so;
-    so.max_workers = int_opt(env, o, "maxWorkers", so.max_workers, 1, 64);
-    so.queue_capacity = static_cast<size_t>(int_opt(env, o, "queueCapacity", static_cast<int>(so.queue_capacity), 1, 4096));
+    so.max_workers = int_option(env, o, "maxWorkers", so.max_workers, 1, 64);
+    so.queue_capacity = static_cast<size_t>(int_option(env, o, "queueCapacity", static_cast<int>(so.queue_capacity), 1, 4096));
     so.downlink_queue_capacity = static_cast<size_t>(
-        int_opt(env, o, "downlinkQueueCapacity", static_cast<int>(so.downlink_queue_capacity), 1, 16384));
-    so.batch_per_stream = static_cast<size_t>(int_opt(env, o, "batchPerStream", static_cast<int>(so.batch_per_stream), 1, 256));
-    so.worker_budget_ns = static_cast<uint64_t>(int_opt(env, o, "workerBudgetUs", 4000, 100, 1000000)) * 1000;
-    so.wait_budget_ns = static_cast<uint64_t>(int_opt(env, o, "waitBudgetUs", 15000, 100, 10000000)) * 1000;
-    so.adaptive = bool_opt(env, o, "adaptive", true);
-    so.base_complexity = int_opt(env, o, "baseComplexity", so.base_complexity, 0, 10);
+        int_option(env, o, "downlinkQueueCapacity", static_cast<int>(so.downlink_queue_capacity), 1, 16384));
+    so.batch_per_stream = static_cast<size_t>(int_option(env, o, "batchPerStream", static_cast<int>(so.batch_per_stream), 1, 256));
+    so.worker_budget_ns = static_cast<uint64_t>(int_option(env, o, "workerBudgetUs", 4000, 100, 1000000)) * 1000;
+    so.wait_budget_ns = static_cast<uint64_t>(int_option(env, o, "waitBudgetUs", 15000, 100, 10000000)) * 1000;
+    so.adaptive = bool_option(env, o, "adaptive", true);
+    so.base_complexity = int_option(env, o, "baseComplexity", so.base_complexity, 0, 10);
     Napi::Value ladder = o.Get("ladder");
     if (!ladder.IsUndefined()) {
       if (!ladder.IsArray()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", "options.ladder must be an array");
@@ -215,7 +189,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
         Napi::Value rv = a.Get(i);
         if (!rv.IsObject()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", "options.ladder entries must be objects");
         Napi::Object r = rv.As<Napi::Object>();
-        rungs.push_back({int_opt(env, r, "complexity", 5, 0, 10), bool_opt(env, r, "celtOnly", false)});
+        rungs.push_back({int_option(env, r, "complexity", 5, 0, 10), bool_option(env, r, "celtOnly", false)});
       }
       guarded(env, [&] {
         try {
@@ -256,11 +230,11 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     pipeline::UplinkConfig cfg;
     copy_key_nonce(info, cfg.key, cfg.nonce);
     Napi::Object o = object_arg(info, 2, "options");
-    cfg.decode_rate = int_opt(env, o, "decodeRate", cfg.decode_rate, 8000, 48000);
-    cfg.output_rate = int_opt(env, o, "outputRate", cfg.output_rate, 8000, 48000);
-    cfg.frame_ms = int_opt(env, o, "frameMs", cfg.frame_ms, 0, 120);
-    cfg.max_concealed_frames = int_opt(env, o, "maxConcealedFrames", cfg.max_concealed_frames, 0, 50);
-    cfg.max_sequence_jump = static_cast<uint32_t>(int_opt(env, o, "maxSequenceJump", 1024, 1, 1 << 30));
+    cfg.decode_rate = int_option(env, o, "decodeRate", cfg.decode_rate, 8000, 48000);
+    cfg.output_rate = int_option(env, o, "outputRate", cfg.output_rate, 8000, 48000);
+    cfg.frame_ms = int_option(env, o, "frameMs", cfg.frame_ms, 0, 120);
+    cfg.max_concealed_frames = int_option(env, o, "maxConcealedFrames", cfg.max_concealed_frames, 0, 50);
+    cfg.max_sequence_jump = static_cast<uint32_t>(int_option(env, o, "maxSequenceJump", 1024, 1, 1 << 30));
     const uint32_t id = guarded(env, [&] {
       try {
         return c.scheduler->add_stream(std::make_unique<pipeline::UplinkStream>(cfg));
@@ -278,22 +252,22 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     pipeline::DownlinkConfig cfg;
     copy_key_nonce(info, cfg.key, cfg.nonce);
     Napi::Object o = object_arg(info, 2, "options");
-    cfg.input_rate = int_opt(env, o, "inputRate", cfg.input_rate, 8000, 192000);
-    cfg.frame_ms = int_opt(env, o, "frameMs", cfg.frame_ms, 10, 60);
-    cfg.adaptive = bool_opt(env, o, "adaptive", cfg.adaptive);
-    cfg.silence_threshold = int_opt(env, o, "silenceThreshold", 0, 0, 32767);
+    cfg.input_rate = int_option(env, o, "inputRate", cfg.input_rate, 8000, 192000);
+    cfg.frame_ms = int_option(env, o, "frameMs", cfg.frame_ms, 10, 60);
+    cfg.adaptive = bool_option(env, o, "adaptive", cfg.adaptive);
+    cfg.silence_threshold = int_option(env, o, "silenceThreshold", 0, 0, 32767);
     dsp::OpusEncoderConfig& e = cfg.encoder;
-    e.sample_rate = int_opt(env, o, "deviceRate", 24000, 8000, 48000);
+    e.sample_rate = int_option(env, o, "deviceRate", 24000, 8000, 48000);
     e.channels = 1;
-    e.application = static_cast<dsp::OpusApplication>(int_opt(env, o, "application", 0, 0, 2));
-    e.bitrate = int_opt(env, o, "bitrate", -1, -1, 512000);
-    e.complexity = int_opt(env, o, "complexity", 5, 0, 10);
-    e.vbr = bool_opt(env, o, "vbr", true);
-    e.inband_fec = bool_opt(env, o, "inbandFec", false);
-    e.packet_loss_percent = int_opt(env, o, "packetLossPercent", 0, 0, 100);
+    e.application = static_cast<dsp::OpusApplication>(int_option(env, o, "application", 0, 0, 2));
+    e.bitrate = int_option(env, o, "bitrate", -1, -1, 512000);
+    e.complexity = int_option(env, o, "complexity", 5, 0, 10);
+    e.vbr = bool_option(env, o, "vbr", true);
+    e.inband_fec = bool_option(env, o, "inbandFec", false);
+    e.packet_loss_percent = int_option(env, o, "packetLossPercent", 0, 0, 100);
     e.dtx = false;  // the device treats every datagram as audio to play; DTX would underrun it
-    e.signal = static_cast<dsp::OpusSignal>(int_opt(env, o, "signal", 1, 0, 2));
-    const bool celt_only = bool_opt(env, o, "celtOnly", false);
+    e.signal = static_cast<dsp::OpusSignal>(int_option(env, o, "signal", 1, 0, 2));
+    const bool celt_only = bool_option(env, o, "celtOnly", false);
     const uint32_t id = guarded(env, [&] {
       try {
         auto stream = std::make_unique<pipeline::DownlinkStream>(cfg);
@@ -433,15 +407,15 @@ Napi::Value RunTightLoop(const Napi::CallbackInfo& info) {
   auto pcm = typed_array_arg<float>(info, 3, "pcm");
   in.pcm.assign(pcm.data, pcm.data + pcm.length);
   Napi::Object o = object_arg(info, 4, "options");
-  in.streams = static_cast<size_t>(int_opt(env, o, "streams", 1, 1, 100000));
-  in.chunk_samples = static_cast<size_t>(int_opt(env, o, "chunkSamples", 480, 1, 8192));
-  in.downlink.input_rate = int_opt(env, o, "inputRate", 48000, 8000, 192000);
+  in.streams = static_cast<size_t>(int_option(env, o, "streams", 1, 1, 100000));
+  in.chunk_samples = static_cast<size_t>(int_option(env, o, "chunkSamples", 480, 1, 8192));
+  in.downlink.input_rate = int_option(env, o, "inputRate", 48000, 8000, 192000);
   dsp::OpusEncoderConfig& e = in.downlink.encoder;
   e.sample_rate = 24000;
-  e.application = static_cast<dsp::OpusApplication>(int_opt(env, o, "application", 0, 0, 2));
-  e.bitrate = int_opt(env, o, "bitrate", -1, -1, 512000);
-  e.complexity = int_opt(env, o, "complexity", 5, 0, 10);
-  e.signal = static_cast<dsp::OpusSignal>(int_opt(env, o, "signal", 0, 0, 2));
+  e.application = static_cast<dsp::OpusApplication>(int_option(env, o, "application", 0, 0, 2));
+  e.bitrate = int_option(env, o, "bitrate", -1, -1, 512000);
+  e.complexity = int_option(env, o, "complexity", 5, 0, 10);
+  e.signal = static_cast<dsp::OpusSignal>(int_option(env, o, "signal", 0, 0, 2));
   in.downlink.adaptive = false;
   const pipeline::TightLoopResult r = guarded(env, [&] { return pipeline::run_tight_loop(in); });
   Napi::Object result = Napi::Object::New(env);
