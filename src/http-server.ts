@@ -2,6 +2,7 @@
 // /xiaozhi/ota/), Prometheus /metrics, and /healthz and /readyz for orchestrators.
 import http from 'node:http';
 import type { Registry } from 'prom-client';
+import { OTA_PATHS } from './device/ota.js';
 
 export type RequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -11,8 +12,6 @@ export interface HttpServerOptions {
   /** Ready = every listener bound and not shutting down. */
   ready(): boolean;
 }
-
-export const OTA_PATHS = ['/xiaozhi/ota/', '/xiaozhi/ota'];
 
 export function createHttpServer(options: HttpServerOptions): http.Server {
   const server = http.createServer((req, res) => {
