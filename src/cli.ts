@@ -6,6 +6,7 @@ const USAGE = `Usage: xiaozhi-gateway <command> [options]
 
 Commands:
   start [options]            run the gateway (MQTT broker, OTA + metrics HTTP, UDP audio, agent)
+  simulate [options]         simulated devices against a running gateway, with a summary table
   bench [micro|pipeline] [--json]
                              native micro-benchmarks per audio stage, or the pipeline throughput
                              benchmark, against baselines measured in the same run
@@ -20,6 +21,10 @@ async function main(argv: string[]): Promise<number> {
     case 'start': {
       const { runStartCli } = await import('./start-command.js');
       return runStartCli(rest);
+    }
+    case 'simulate': {
+      const { runSimulateCli } = await import('./sim/cli.js');
+      return runSimulateCli(rest);
     }
     case 'bench': {
       const { runBenchCli } = await import('../bench/main.js');

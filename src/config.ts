@@ -32,9 +32,30 @@ export const configSchema = z
     udpRequireMqttIp: z.boolean().default(true),
     uplinkPacketsPerSecond: z.number().int().min(17).max(1000).default(50),
     maxConnections: z.number().int().min(1).default(10000),
+    /** New MQTT connections per source IP per minute (many devices can share one NAT address). */
+    connectsPerIpPerMinute: z.number().int().min(1).default(300),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     shutdownTimeoutMs: z.number().int().min(100).max(60000).default(9000),
     timezoneOffsetMinutes: z.number().int().min(-720).max(840).default(0),
+    // --- agent 'livekit' (src/livekit/): server and credentials as every LiveKit tool reads them ---
+    /** LiveKit server URL (wss://<project>.livekit.cloud or ws://host:7880); env LIVEKIT_URL. */
+    livekitUrl: z.string().regex(/^(wss?|https?):\/\//, 'livekitUrl must start with ws://, wss://, http:// or https://').optional(),
+    livekitApiKey: z.string().min(1).optional(),
+    livekitApiSecret: z.string().min(1).optional(),
+    /** Room per device session; placeholders {device} (MAC, hex only), {deviceId}, {clientId}, {session}. */
+    livekitRoomTemplate: z.string().min(1).default('xiaozhi-{device}-{session}'),
+    /** Agent to dispatch explicitly (LiveKit Agents `agent_name`); empty: rely on automatic dispatch. */
+    livekitAgentName: z.string().default(''),
+    /** How the named agent is dispatched: in the participant token's room configuration, or with the AgentDispatch API. */
+    livekitDispatch: z.enum(['token', 'api']).default('token'),
+    /** No agent in the room after this long: alert + goodbye to the device. */
+    livekitAgentJoinTimeoutMs: z.number().int().min(1000).max(600000).default(20000),
+    /** RPC method the device participant registers for the agent's MCP JSON-RPC calls. */
+    livekitMcpMethod: z.string().min(1).default('xiaozhi.mcp'),
+    /** How long the device gets to answer an MCP request before the RPC fails with RESPONSE_TIMEOUT. */
+    livekitMcpTimeoutMs: z.number().int().min(100).max(60000).default(8000),
+    /** Microphone audio held while the room reconnects (older audio dropped first). */
+    livekitReconnectBufferMs: z.number().int().min(0).max(10000).default(1000),
   })
   .strict();
 
@@ -56,6 +77,13 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'agent', flag: '--agent', env: 'XIAOZHI_AGENT', kind: 'string' },
   { key: 'logLevel', flag: '--log-level', env: 'XIAOZHI_LOG_LEVEL', kind: 'string' },
   { key: 'udpTimeoutS', flag: '--udp-timeout', env: 'XIAOZHI_UDP_TIMEOUT_S', kind: 'number' },
+  { key: 'livekitUrl', flag: '--livekit-url', env: 'LIVEKIT_URL', kind: 'string' },
+  { key: 'livekitApiKey', flag: '--livekit-api-key', env: 'LIVEKIT_API_KEY', kind: 'string' },
+  { key: 'livekitApiSecret', flag: '--livekit-api-secret', env: 'LIVEKIT_API_SECRET', kind: 'string' },
+  { key: 'livekitRoomTemplate', flag: '--livekit-room', env: 'XIAOZHI_LIVEKIT_ROOM', kind: 'string' },
+  { key: 'livekitAgentName', flag: '--livekit-agent-name', env: 'XIAOZHI_LIVEKIT_AGENT_NAME', kind: 'string' },
+  { key: 'livekitDispatch', flag: '--livekit-dispatch', env: 'XIAOZHI_LIVEKIT_DISPATCH', kind: 'string' },
+  { key: 'livekitAgentJoinTimeoutMs', flag: '--livekit-agent-timeout-ms', env: 'XIAOZHI_LIVEKIT_AGENT_TIMEOUT_MS', kind: 'number' },
 ];
 
 function coerce(value: string, kind: 'number' | 'string' | 'boolean', where: string): unknown {
@@ -132,8 +160,10 @@ export function loadConfig({ flags = {}, env = process.env, overrides = {} }: Lo
   }
   const c = r.data;
   if (c.agent === 'livekit') {
-    const missing = ['LIVEKIT_URL', 'LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET'].filter((k) => !env[k]);
-    if (missing.length) throw new ConfigError(`agent 'livekit' needs the environment variables ${missing.join(', ')}`);
+    const missing = (['livekitUrl', 'livekitApiKey', 'livekitApiSecret'] as const)
+      .filter((k) => !c[k])
+      .map((k) => CONFIG_SOURCES.find((s) => s.key === k)!.env);
+    if (missing.length) throw new ConfigError(`agent 'livekit' needs the environment variables ${missing.join(', ')} (or the config keys livekitUrl, livekitApiKey, livekitApiSecret)`);
   }
   return { ...c, publicHost: c.publicHost ?? guessPublicHost() };
 }

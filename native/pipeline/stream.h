@@ -15,7 +15,8 @@ namespace xz::pipeline {
 
 enum class ItemKind : uint8_t {
   kData,   // uplink: one datagram; downlink: a chunk of PCM
-  kFlush,  // downlink: end of a speech turn, pad and emit the last partial frame
+  kFlush,  // downlink: end of a speech turn, pad and emit the last partial frame;
+           // uplink: a marker reported once every datagram queued before it was processed
   kReset,  // downlink: barge-in, forget buffered audio (queued items were already dropped)
   kProbe,  // uplink: a datagram from an address not yet proven: validate only, change no state
 };
@@ -34,6 +35,7 @@ enum class ResultKind : uint8_t {
   kUplinkPcm = 0,         // Int16 PCM at the uplink output rate
   kDownlinkDatagram = 1,  // header + encrypted Opus, ready for dgram.send
   kDownlinkTurnEnd = 2,   // every datagram of the flushed turn has been produced (no payload)
+  kUplinkDrained = 4,     // every uplink datagram queued before a flush marker has been processed
   kUplinkProbe = 3,       // verdict on a probed datagram (no payload); kResultProbeValid when it is
                           // genuine-looking: fresh sequence, decrypts to a well-formed Opus packet
                           // of the session's shape
@@ -62,8 +64,10 @@ struct Result {
 struct Pools {
   static constexpr size_t kDatagramSlab = 1536;  // one UDP datagram (<= 1500 bytes)
   static constexpr size_t kPcmSlab = 16384;      // PCM chunk in or frame out (<= 8192 Int16 samples)
-  dsp::BufferPool datagram{kDatagramSlab, 256, 65536};
-  dsp::BufferPool pcm{kPcmSlab, 64, 16384};
+  // Free slabs kept for reuse are capped (6 MB + 16 MB): a burst beyond that allocates and frees,
+  // instead of pinning its peak memory for the life of the process.
+  dsp::BufferPool datagram{kDatagramSlab, 256, 4096};
+  dsp::BufferPool pcm{kPcmSlab, 64, 1024};
 };
 
 // Everything a stream needs while processing one item on a threadpool thread.

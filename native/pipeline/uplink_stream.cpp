@@ -77,6 +77,16 @@ bool UplinkStream::check_packet(const InputItem& item, dsp::PacketHeader& h, int
 
 void UplinkStream::process(const InputItem& item, ProcessContext& ctx) {
   MetricsBlock& m = ctx.metrics;
+  if (item.kind == ItemKind::kFlush) {
+    Result r;
+    r.stream_id = id;
+    r.kind = ResultKind::kUplinkDrained;
+    r.tag = item.tag;
+    r.enqueued_ns = item.enqueued_ns;
+    ctx.results.push_back(r);
+    return;
+  }
+  if (item.kind != ItemKind::kData && item.kind != ItemKind::kProbe) return;
   m.add(kUpFramesIn);
   m.add(kUpBytesIn, item.length);
 

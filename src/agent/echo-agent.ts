@@ -65,12 +65,16 @@ class EchoSession extends EventEmitter<AgentEvents> implements AgentSession {
     if (this.#closed) return;
     this.#stopPlayback(false);
     this.#mode = mode;
+    this.#rearm();
+    this.emit('state', 'listening');
+  }
+
+  #rearm(): void {
     this.#listening = true;
     this.#recording = [];
     this.#recordedSamples = 0;
     this.#heardSpeech = false;
     this.#silentMs = 0;
-    this.emit('state', 'listening');
   }
 
   listenStop(): void {
@@ -131,6 +135,9 @@ class EchoSession extends EventEmitter<AgentEvents> implements AgentSession {
       this.#stopPlayback(false);
       this.emit('audio-end');
       this.emit('state', 'listening');
+      // Realtime mode: the firmware sends one `listen start` per channel and never `listen stop`,
+      // so the next utterance starts without another message.
+      if (this.#mode === 'realtime') this.#rearm();
     }
   }
 

@@ -19,7 +19,8 @@ export interface PacerOptions {
   frameMs?: number;
   /** Frames sent ahead of real time (<= 2). Default 2. */
   leadFrames?: number;
-  /** First audio packet no sooner than this after `tts start`. Default 60 ms. */
+  /** First audio packet no sooner than this after `tts start` (MQTT over TCP races UDP, and the
+   *  firmware enters its speaking state from its main loop). Default 150 ms. */
   ttsStartHeadStartMs?: number;
   /** `tts stop` this long after the device has played the last packet. Default 100 ms. */
   ttsStopGraceMs?: number;
@@ -54,7 +55,7 @@ export class DownlinkPacer {
   constructor(options: PacerOptions = {}) {
     this.#frameMs = options.frameMs ?? 60;
     this.#lead = Math.min(2, Math.max(0, options.leadFrames ?? 2));
-    this.#headStart = options.ttsStartHeadStartMs ?? 60;
+    this.#headStart = options.ttsStartHeadStartMs ?? 150;
     this.#grace = options.ttsStopGraceMs ?? 100;
     this.#maxBacklog = options.maxBacklog ?? 1000;
     this.#tickMs = options.tickMs ?? 5;

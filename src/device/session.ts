@@ -81,6 +81,8 @@ interface Candidate {
 }
 
 const PROOF_PACKETS = 3;
+/** How long after `listen stop` trailing uplink datagrams are still expected. */
+const LISTEN_STOP_GRACE_MS = 120;
 const MAX_HELD = 8;
 const MAX_CANDIDATES = 8;
 
@@ -118,6 +120,7 @@ export class AudioSession implements PacedSession {
   #limiter: RateLimiter;
   #wrongRateLogged = false;
   #listenMode: ListenMode = 'auto';
+  #listenEpoch = 0;
   readonly #deps: SessionDeps;
   readonly #connection: DeviceConnection;
   readonly #onDatagram = (datagram: Buffer, from: UdpPeer): void => this.#receive(datagram, from);
@@ -143,6 +146,10 @@ export class AudioSession implements PacedSession {
         this.#agent?.pushAudio(f.pcm, f.sampleRate);
       },
       onProbe: (p) => this.#probed(p.tag, p.valid, p.sequence),
+      // Only if no new `listen start` came in between.
+      onDrained: (epoch) => {
+        if (epoch === this.#listenEpoch) this.#agent?.listenStop();
+      },
     });
     this.#downlink = deps.pipeline.createDownlink({
       key: this.key,
@@ -230,10 +237,17 @@ export class AudioSession implements PacedSession {
   listen(state: 'start' | 'stop' | 'detect', mode: ListenMode | undefined, text: string | undefined): void {
     if (state === 'start') {
       this.state = 'listening';
+      this.#listenEpoch = (this.#listenEpoch + 1) >>> 0;
       this.#listenMode = mode ?? 'auto';
       this.#agent?.listenStart(this.#listenMode);
     } else if (state === 'stop') {
-      this.#agent?.listenStop();
+      // The last datagrams of the utterance may still be on the network (UDP races the MQTT
+      // message) or in the pipeline: the agent hears "stop" only after they have been decoded.
+      const epoch = this.#listenEpoch;
+      const timer = setTimeout(() => {
+        if (this.state !== 'closed') this.#uplink.drain(epoch);
+      }, LISTEN_STOP_GRACE_MS);
+      timer.unref();
     } else {
       this.#agent?.wakeWord(text ?? '');
     }

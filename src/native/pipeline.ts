@@ -104,6 +104,8 @@ export interface UplinkOptions {
   onFrame: (frame: UplinkFrame) => void;
   /** Verdicts on datagrams passed to probe() (see UplinkStream.probe). */
   onProbe?: (probe: UplinkProbe) => void;
+  /** Called after every datagram pushed before drain(tag) has produced its frames. */
+  onDrained?: (tag: number) => void;
 }
 
 export interface UplinkProbe {
@@ -151,6 +153,7 @@ const RESULT_UPLINK_PCM = 0;
 const RESULT_DOWNLINK_DATAGRAM = 1;
 const RESULT_TURN_END = 2;
 const RESULT_UPLINK_PROBE = 3;
+const RESULT_UPLINK_DRAINED = 4;
 const FLAG_CONCEALED = 1;
 const FLAG_RECOVERED = 2;
 const FLAG_LAST_OF_TURN = 4;
@@ -246,11 +249,12 @@ export class AudioPipeline {
   createUplink(options: UplinkOptions): UplinkStream {
     const p = this.#check();
     const o = expectOptions('options', options);
-    rejectUnknownKeys('uplink options', o, ['key', 'nonce', 'decodeRate', 'outputRate', 'frameMs', 'maxConcealedFrames', 'maxSequenceJump', 'onFrame', 'onProbe']);
+    rejectUnknownKeys('uplink options', o, ['key', 'nonce', 'decodeRate', 'outputRate', 'frameMs', 'maxConcealedFrames', 'maxSequenceJump', 'onFrame', 'onProbe', 'onDrained']);
     const key = expectBytes('options.key', o.key, 16);
     const nonce = expectBytes('options.nonce', o.nonce, 16);
     const onFrame = expectCallback('options.onFrame', o.onFrame) as UplinkOptions['onFrame'];
     const onProbe = (o.onProbe === undefined ? () => {} : expectCallback('options.onProbe', o.onProbe)) as NonNullable<UplinkOptions['onProbe']>;
+    const onDrained = (o.onDrained === undefined ? () => {} : expectCallback('options.onDrained', o.onDrained)) as NonNullable<UplinkOptions['onDrained']>;
     const n: Record<string, number> = {};
     const rate = (name: string, v: unknown, d: number): number => {
       const r = v === undefined ? d : expectInteger(`options.${name}`, v, 8000, 48000);
@@ -274,6 +278,10 @@ export class AudioPipeline {
         const flags = meta[i + 2]!;
         if (kind === RESULT_UPLINK_PROBE) {
           onProbe({ tag: meta[i + 5]!, valid: (flags & FLAG_PROBE_VALID) !== 0, sequence: meta[i + 6]! });
+          return;
+        }
+        if (kind === RESULT_UPLINK_DRAINED) {
+          onDrained(meta[i + 5]!);
           return;
         }
         if (kind !== RESULT_UPLINK_PCM) return;
@@ -440,6 +448,12 @@ export class UplinkStream extends PipelineStream {
     this.check('UplinkStream');
     expectBytes('datagram', datagram);
     return outcome(this.native.push(this.id, datagram, expectInteger('tag', tag, 0, U32_MAX), true), 'UplinkStream');
+  }
+
+  /** options.onDrained(tag) follows once every datagram pushed so far has produced its frames. */
+  drain(tag = 0): void {
+    this.check('UplinkStream');
+    outcome(this.native.flush(this.id, expectInteger('tag', tag, 0, U32_MAX)), 'UplinkStream');
   }
 }
 
