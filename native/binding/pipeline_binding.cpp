@@ -261,7 +261,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     e.channels = 1;
     e.application = static_cast<dsp::OpusApplication>(int_option(env, o, "application", 0, 0, 2));
     e.bitrate = int_option(env, o, "bitrate", -1, -1, 512000);
-    e.complexity = int_option(env, o, "complexity", 5, 0, 10);
+    e.complexity = int_option(env, o, "complexity", 6, 0, 10);
     e.vbr = bool_option(env, o, "vbr", true);
     e.inband_fec = bool_option(env, o, "inbandFec", false);
     e.packet_loss_percent = int_option(env, o, "packetLossPercent", 0, 0, 100);
@@ -414,7 +414,7 @@ Napi::Value RunTightLoop(const Napi::CallbackInfo& info) {
   e.sample_rate = 24000;
   e.application = static_cast<dsp::OpusApplication>(int_option(env, o, "application", 0, 0, 2));
   e.bitrate = int_option(env, o, "bitrate", -1, -1, 512000);
-  e.complexity = int_option(env, o, "complexity", 5, 0, 10);
+  e.complexity = int_option(env, o, "complexity", 6, 0, 10);
   e.signal = static_cast<dsp::OpusSignal>(int_option(env, o, "signal", 0, 0, 2));
   in.downlink.adaptive = false;
   const pipeline::TightLoopResult r = guarded(env, [&] { return pipeline::run_tight_loop(in); });

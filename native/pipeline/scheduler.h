@@ -38,7 +38,7 @@ struct SchedulerOptions {
   uint64_t wait_budget_ns = 15'000'000;   // frame queue wait that triggers the encoder ladder
   bool adaptive = true;
   EncoderLadder ladder;
-  int base_complexity = 5;  // the downlink default, reported by the gauge at level 0
+  int base_complexity = 6;  // the downlink default, reported by the gauge at level 0
 };
 
 enum class PushResult { kQueued, kQueuedDroppedOldest, kUnknownStream, kTooLarge };

@@ -27,18 +27,21 @@ export interface EncoderRung {
 }
 
 /**
- * Default downlink encoder and ladder, chosen by the quality-vs-CPU study (bench/quality-study.ts,
- * README "Downlink encoder settings").
+ * Default downlink encoder and ladder, chosen by the quality-vs-CPU study (bench/quality-study/run.ts,
+ * results in bench/quality-study/RESULTS.md and the README): voip complexity 6 at 32 kbps scores
+ * PESQ-WB 4.18 against the predecessor's 4.14 (audio, complexity 9, 25 kbps) for 0.74x its CPU.
+ * Each rung is the cheapest setting of its quality group (libopus 1.3.1 codes hybrid 4/5 and 8-10
+ * alike): hybrid c4 4.04 (0.59x), CELT c8 3.70 (~0.30x), CELT c5 3.49 (~0.21x), CELT c0 3.29 (~0.09x).
  */
 export const DEFAULT_DOWNLINK_ENCODER = Object.freeze({
   application: 'voip' as OpusApplication,
-  complexity: 5,
-  bitrate: 24000,
+  complexity: 6,
+  bitrate: 32000,
   signal: 'voice' as OpusSignal,
 });
 export const DEFAULT_ENCODER_LADDER: readonly EncoderRung[] = Object.freeze([
-  { complexity: 3, celtOnly: false },
-  { complexity: 1, celtOnly: false },
+  { complexity: 4, celtOnly: false },
+  { complexity: 8, celtOnly: true },
   { complexity: 5, celtOnly: true },
   { complexity: 0, celtOnly: true },
 ]);
@@ -118,9 +121,9 @@ export interface UplinkProbe {
 
 export interface DownlinkEncoderOptions {
   application?: OpusApplication;
-  /** bits/s (default 24000). */
+  /** bits/s (default 32000). */
   bitrate?: number;
-  /** 0..10 (default 5). */
+  /** 0..10 (default 6). */
   complexity?: number;
   vbr?: boolean;
   inbandFec?: boolean;
