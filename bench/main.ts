@@ -16,7 +16,8 @@ import { renderFacts, renderMainTable, renderProbes, renderVerdicts, summarizeSt
 import { selectStages, STAGES } from './micro/stages.js';
 
 const USAGE = `Usage: xiaozhi-gateway bench [micro] [options]
-       xiaozhi-gateway bench pipeline | e2e        (not implemented yet)
+       xiaozhi-gateway bench pipeline [--help]     pipeline throughput vs the predecessor and the C++ limit
+       xiaozhi-gateway bench e2e                   (not available yet: needs the LiveKit bridge)
 
 Micro-benchmarks per audio stage, per 60 ms device frame: median and p99 of ours against baselines
 measured in the same run, each stage in its own process, ours and baselines interleaved.
@@ -97,9 +98,12 @@ export async function runBenchCli(argv: string[]): Promise<number> {
   switch (sub) {
     case 'micro':
       break;
-    case 'pipeline':
+    case 'pipeline': {
+      const { runPipelineBench } = await import('./pipeline/main.js');
+      return runPipelineBench(args);
+    }
     case 'e2e':
-      process.stderr.write(`xiaozhi-gateway bench ${sub}: not implemented yet\n`);
+      process.stderr.write('xiaozhi-gateway bench e2e: not available in this version (it needs the LiveKit bridge)\n');
       return 2;
     default:
       process.stderr.write(`xiaozhi-gateway bench: unknown benchmark '${sub}'\n\n${USAGE}\n`);
