@@ -17,7 +17,7 @@ import { selectStages, STAGES } from './micro/stages.js';
 
 const USAGE = `Usage: xiaozhi-gateway bench [micro] [options]
        xiaozhi-gateway bench pipeline [--help]     pipeline throughput vs the predecessor and the C++ limit
-       xiaozhi-gateway bench e2e                   (not available yet: needs the LiveKit bridge)
+       xiaozhi-gateway bench e2e [--help]          latency added against a local livekit-server
 
 Micro-benchmarks per audio stage, per 60 ms device frame: median and p99 of ours against baselines
 measured in the same run, each stage in its own process, ours and baselines interleaved.
@@ -102,9 +102,10 @@ export async function runBenchCli(argv: string[]): Promise<number> {
       const { runPipelineBench } = await import('./pipeline/main.js');
       return runPipelineBench(args);
     }
-    case 'e2e':
-      process.stderr.write('xiaozhi-gateway bench e2e: not available in this version (it needs the LiveKit bridge)\n');
-      return 2;
+    case 'e2e': {
+      const { runE2eBenchCli } = await import('./e2e/main.js');
+      return runE2eBenchCli(args);
+    }
     default:
       process.stderr.write(`xiaozhi-gateway bench: unknown benchmark '${sub}'\n\n${USAGE}\n`);
       return 2;

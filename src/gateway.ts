@@ -271,10 +271,14 @@ export class Gateway {
   }
 }
 
-async function createAgentBackend(config: GatewayConfig, _logger: Logger): Promise<AgentBackend> {
+async function createAgentBackend(config: GatewayConfig, logger: Logger): Promise<AgentBackend> {
   if (config.agent === 'echo') return new EchoAgentBackend();
-  // The LiveKit bridge is not part of this build yet: refuse loudly rather than run without an agent.
-  throw Object.assign(new Error("agent 'livekit' is not available in this version of xiaozhi-gateway; use --agent echo"), {
-    code: 'ERR_AGENT_UNAVAILABLE',
-  });
+  // Loaded only when chosen: @livekit/rtc-node brings a native FFI library the echo agent never needs.
+  const { LivekitAgentBackend } = await import('./livekit/livekit-backend.js');
+  const backend = LivekitAgentBackend.fromConfig(config);
+  logger.info(
+    { url: backend.options.url, roomTemplate: config.livekitRoomTemplate, agentName: config.livekitAgentName || '(automatic dispatch)', dispatch: config.livekitDispatch },
+    'agent backend: LiveKit',
+  );
+  return backend;
 }

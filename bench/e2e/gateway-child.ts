@@ -1,0 +1,62 @@
+// The gateway under test for `bench e2e`, in its own process so its CPU is its own: agent backend
+// 'livekit' with probes on the two points the benchmark times (uplink frame captured into the
+// AudioSource, agent frame handed to the downlink pipeline).
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { loadConfig } from '../../src/config.js';
+import { Gateway } from '../../src/gateway.js';
+import { LivekitAgentBackend } from '../../src/livekit/livekit-backend.js';
+import type { ChildConfig, FromChild, ToChild } from './protocol.js';
+
+const abs = (t: number) => performance.timeOrigin + t;
+const send = (m: FromChild) => process.send!(m);
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2]!) as ChildConfig;
+  const uplinkCaptured: Record<string, number[]> = {};
+  const downlinkForwarded: Record<string, Array<[number, number]>> = {};
+  const forwardedSamples: Record<string, number> = {};
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      mqttPort: 0, udpPort: 0, httpPort: 0, publicHost: '127.0.0.1', mqttHost: '127.0.0.1', udpHost: '127.0.0.1', httpHost: '127.0.0.1',
+      auth: 'open', logLevel: 'error', agent: 'livekit', maxConnections: 10000,
+      livekitUrl: cfg.livekitUrl, livekitApiKey: cfg.apiKey, livekitApiSecret: cfg.apiSecret, livekitAgentName: '', livekitAgentJoinTimeoutMs: 60000,
+    },
+  });
+  const backend = LivekitAgentBackend.fromConfig(config, {
+    connectTimeoutMs: 60000,
+    probe: {
+      uplinkCaptured: (sid, _samples, _pushedAt, capturedAt) => (uplinkCaptured[sid] ??= []).push(abs(capturedAt)),
+      downlinkForwarded: (sid, samples, at) => {
+        const end = (forwardedSamples[sid] ?? 0) + samples;
+        forwardedSamples[sid] = end;
+        (downlinkForwarded[sid] ??= []).push([end, abs(at)]);
+      },
+    },
+  });
+  const gw = await Gateway.start(config, { agents: backend });
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  let cpu = process.cpuUsage();
+  let wall = performance.now();
+  process.on('message', async (m: ToChild) => {
+    if (m.type === 'mark') {
+      cpu = process.cpuUsage();
+      wall = performance.now();
+      loop.reset();
+      loop.enable();
+    } else if (m.type === 'collect') {
+      const used = process.cpuUsage(cpu);
+      loop.disable();
+      send({ type: 'report', uplinkCaptured, downlinkForwarded, cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall, eventLoopP99Ms: loop.percentile(99) / 1e6, uplinkDropped: backend.stats().uplinkDropped });
+    } else if (m.type === 'stop') {
+      await gw.stop();
+      process.exit(0);
+    }
+  });
+  send({ type: 'ready', ports: gw.ports });
+}
+
+main().catch((err: Error) => {
+  send({ type: 'error', message: err.stack ?? err.message });
+  process.exit(1);
+});

@@ -1,0 +1,487 @@
+// One device session as a participant in a LiveKit room: the device's microphone is published as a
+// normal microphone track, the agent's audio is subscribed and cut into turns for the downlink, the
+// agent's state and transcriptions become device messages, device MCP tools are served over RPC.
+// Everything created here (Room, AudioSource, LocalAudioTrack, AudioStream, RPC method, text
+// stream handler, timers) is released by close(), whoever ends the session.
+import { EventEmitter } from 'node:events';
+import {
+  AudioSource,
+  AudioStream,
+  ConnectionState,
+  LocalAudioTrack,
+  ParticipantKind,
+  Room,
+  RoomEvent,
+  TrackKind,
+  TrackPublishOptions,
+  TrackSource,
+  type DisconnectReason,
+  type RemoteParticipant,
+  type RemoteTrack,
+  type RemoteTrackPublication,
+  type TextStreamReader,
+} from '@livekit/rtc-node';
+import { AgentDispatchClient } from 'livekit-server-sdk';
+import type { Logger } from 'pino';
+import type { AgentEvents, AgentSession, AgentSessionInfo, ListenMode } from '../agent/agent-backend.js';
+import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
+import { DownlinkGate, type DownlinkGateOptions } from './downlink-gate.js';
+import { deviceToken, dispatchMetadata, participantIdentity, roomName } from './identity.js';
+import { McpRelay } from './mcp-relay.js';
+import { readTranscription } from './transcripts.js';
+import { UplinkCapture } from './uplink-capture.js';
+
+export interface LivekitSessionOptions {
+  url: string;
+  apiKey: string;
+  apiSecret: string;
+  roomTemplate: string;
+  /** Explicit dispatch of this agent; '' relies on automatic dispatch. */
+  agentName: string;
+  dispatch: 'token' | 'api';
+  agentJoinTimeoutMs: number;
+  mcpMethod: string;
+  mcpTimeoutMs: number;
+  reconnectBufferMs: number;
+  /** room.connect + publish must finish within this (ms). Default 15 000. */
+  connectTimeoutMs?: number;
+  /** RPC method on the agent for device `abort` ('' = none). Default start_turn (LiveKit's manual-turn convention). */
+  interruptMethod?: string;
+  /** Push-to-talk RPC methods on the agent for `listen` mode manual. */
+  turnMethods?: { start: string; end: string };
+  /** Agent audio frame size requested from rtc-node (ms). Default 20. */
+  agentFrameMs?: number;
+  /** After the agent leaves, the end of its last words still reaches the device (ms). Default 400. */
+  agentLeaveGraceMs?: number;
+  gate?: Partial<Omit<DownlinkGateOptions, 'audio' | 'end' | 'start' | 'sampleRate'>>;
+  probe?: LivekitProbe;
+}
+
+/** Instrumentation hooks (benchmarks, tests); called on the hot path, keep them cheap. */
+export interface LivekitProbe {
+  uplinkCaptured?(sessionId: string, samples: number, pushedAt: number, capturedAt: number): void;
+  agentFrame?(sessionId: string, samples: number, at: number): void;
+  /** Agent audio handed to the downlink pipeline (a turn's audio, after the gate). */
+  downlinkForwarded?(sessionId: string, samples: number, at: number): void;
+}
+
+/** Live native/FFI objects across all sessions: must return to zero when sessions are gone. */
+export interface LivekitStats {
+  sessions: number;
+  rooms: number;
+  sources: number;
+  tracks: number;
+  streams: number;
+  rpcPending: number;
+  uplinkDropped: number;
+  reconnects: number;
+}
+
+const SAMPLE_RATE = 48000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { code: 'ERR_LIVEKIT_TIMEOUT' })), ms);
+    }),
+  ]);
+}
+
+function httpUrl(url: string): string {
+  return url.replace(/^ws(s?):\/\//, 'http$1://');
+}
+
+export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSession {
+  readonly info: AgentSessionInfo;
+  readonly roomName: string;
+  readonly identity: string;
+  readonly #o: LivekitSessionOptions;
+  readonly #log: Logger;
+  readonly #stats: LivekitStats;
+  readonly #room = new Room();
+  #source: AudioSource | null = null;
+  #track: LocalAudioTrack | null = null;
+  #micSid: string | undefined;
+  #agent: RemoteParticipant | null = null;
+  #agentState: AgentState | null = null;
+  #stream: { reader: ReadableStreamDefaultReader<{ data: Int16Array }>; trackSid: string | undefined } | null = null;
+  #gate: DownlinkGate;
+  #uplink: UplinkCapture;
+  #mcp: McpRelay | null = null;
+  #agentWait: ReturnType<typeof setTimeout> | null = null;
+  #leaveTimer: ReturnType<typeof setTimeout> | null = null;
+  #listenMode: ListenMode = 'auto';
+  #reconnecting = false;
+  #lastReconnectAt = -Infinity;
+  #everHadAgent = false;
+  #ending = false;
+  #closed = false;
+  #counted = { room: false, source: false, track: false };
+
+  constructor(info: AgentSessionInfo, options: LivekitSessionOptions, stats: LivekitStats) {
+    super();
+    this.info = info;
+    this.#o = options;
+    this.#stats = stats;
+    this.#log = info.logger.child({ component: 'livekit' });
+    this.roomName = roomName(options.roomTemplate, info);
+    this.identity = participantIdentity(info);
+    this.#gate = new DownlinkGate({
+      sampleRate: SAMPLE_RATE,
+      ...options.gate,
+      audio: options.probe?.downlinkForwarded
+        ? (pcm) => {
+            options.probe!.downlinkForwarded!(info.sessionId, pcm.length, performance.now());
+            this.emit('audio', pcm, SAMPLE_RATE);
+          }
+        : (pcm) => this.emit('audio', pcm, SAMPLE_RATE),
+      start: () => this.emit('state', 'speaking'),
+      end: () => {
+        this.emit('audio-end');
+        if (this.#agentState !== 'speaking') this.emit('state', this.#agentState === 'thinking' ? 'thinking' : 'listening');
+      },
+    });
+    this.#uplink = new UplinkCapture({
+      sampleRate: info.inputSampleRate,
+      maxBufferedMs: 240,
+      pausedMaxBufferedMs: options.reconnectBufferMs,
+      capture: (frame) => {
+        const s = this.#source;
+        return s ? s.captureFrame(frame) : Promise.resolve();
+      },
+      onDrop: (n) => {
+        this.#stats.uplinkDropped += n;
+      },
+      onCaptured: options.probe?.uplinkCaptured
+        ? (samples, pushedAt) => options.probe!.uplinkCaptured!(info.sessionId, samples, pushedAt, performance.now())
+        : undefined,
+      onError: (err) => this.#log.debug({ err }, 'captureFrame failed'),
+    });
+    stats.sessions++;
+  }
+
+  /** Joins the room, publishes the microphone, arranges the agent. Throws (after cleaning up) on failure. */
+  async open(): Promise<void> {
+    const o = this.#o;
+    const hasMcp = this.info.features?.mcp === true;
+    const room = this.#room;
+    room.registerTextStreamHandler(TOPIC_TRANSCRIPTION, (reader: TextStreamReader, p: { identity: string }) => {
+      if (this.#closed) return;
+      readTranscription(reader, p.identity, {
+        deviceIdentity: this.identity,
+        micTrackSid: () => this.#micSid,
+        emit: (t) => {
+          if (!this.#closed) this.emit('transcript', t);
+        },
+      }).catch((err: unknown) => this.#log.debug({ err }, 'transcription stream failed'));
+    });
+    room.on(RoomEvent.ParticipantConnected, (p) => this.#considerAgent(p));
+    room.on(RoomEvent.ParticipantDisconnected, (p) => this.#participantLeft(p));
+    room.on(RoomEvent.ParticipantAttributesChanged, (_changed, p) => {
+      if (this.#agent && p.identity === this.#agent.identity) this.#readAgentState();
+      else if (!this.#agent && p.identity !== this.identity) this.#considerAgent(p as RemoteParticipant);
+    });
+    room.on(RoomEvent.TrackPublished, (pub, p) => this.#maybeSubscribe(pub, p));
+    room.on(RoomEvent.TrackSubscribed, (track, pub, p) => this.#trackSubscribed(track, pub, p));
+    room.on(RoomEvent.TrackUnsubscribed, (_track, pub) => {
+      if (this.#stream && this.#stream.trackSid === pub.sid) this.#stopStream();
+    });
+    room.on(RoomEvent.Reconnecting, () => this.#onReconnecting());
+    room.on(RoomEvent.Reconnected, () => this.#onReconnected());
+    room.on(RoomEvent.Disconnected, (reason) => this.#onDisconnected(reason));
+
+    const token = await deviceToken({
+      apiKey: o.apiKey,
+      apiSecret: o.apiSecret,
+      room: this.roomName,
+      info: this.info,
+      mcpMethod: hasMcp ? o.mcpMethod : null,
+      ...(o.dispatch === 'token' && o.agentName ? { dispatchAgentName: o.agentName } : {}),
+    });
+    const timeout = o.connectTimeoutMs ?? 15_000;
+    try {
+      this.#stats.rooms++;
+      this.#counted.room = true;
+      await withTimeout(room.connect(o.url, token, { autoSubscribe: false, dynacast: false }), timeout, `joining LiveKit room ${this.roomName}`);
+      if (this.#closed) throw new Error('session closed while joining the room');
+      // A short native queue: captureFrame pushes back beyond it, and UplinkCapture drops the
+      // oldest, so a network burst from the device does not turn into standing uplink latency.
+      this.#source = new AudioSource(this.info.inputSampleRate, 1, 200);
+      this.#stats.sources++;
+      this.#counted.source = true;
+      this.#track = LocalAudioTrack.createAudioTrack('xiaozhi-microphone', this.#source);
+      this.#stats.tracks++;
+      this.#counted.track = true;
+      const pub = await withTimeout(
+        room.localParticipant!.publishTrack(this.#track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE })),
+        timeout,
+        'publishing the microphone',
+      );
+      this.#micSid = pub.sid;
+      if (hasMcp) {
+        this.#mcp = new McpRelay({
+          timeoutMs: o.mcpTimeoutMs,
+          toDevice: (payload) => {
+            if (!this.#closed) this.emit('mcp', payload);
+          },
+        });
+        room.localParticipant!.registerRpcMethod(o.mcpMethod, this.#mcp.handle);
+      }
+      if (o.dispatch === 'api' && o.agentName) {
+        await withTimeout(
+          new AgentDispatchClient(httpUrl(o.url), o.apiKey, o.apiSecret).createDispatch(this.roomName, o.agentName, { metadata: dispatchMetadata(this.info) }),
+          timeout,
+          'creating the agent dispatch',
+        );
+      }
+    } catch (err) {
+      await this.close('failed to join LiveKit');
+      throw err;
+    }
+    for (const p of room.remoteParticipants.values()) this.#considerAgent(p);
+    if (!this.#agent) this.#armAgentWait();
+    this.#log.info({ room: this.roomName, identity: this.identity, agent: this.#agent?.identity }, 'joined LiveKit room');
+  }
+
+  get agentIdentity(): string | undefined {
+    return this.#agent?.identity;
+  }
+
+  get connectionState(): ConnectionState {
+    return this.#room.connectionState;
+  }
+
+  // --- AgentSession: device → agent ---
+
+  pushAudio(pcm: Int16Array, _sampleRate: number): void {
+    if (this.#closed || !this.#source) return;
+    this.#uplink.push(pcm);
+  }
+
+  listenStart(mode: ListenMode): void {
+    this.#listenMode = mode;
+    // Push-to-talk: the agent (turn_detection="manual") starts a user turn, interrupting itself.
+    if (mode === 'manual') {
+      this.#gate.interrupt();
+      this.#callAgent(this.#o.turnMethods?.start ?? RPC_START_TURN);
+    }
+  }
+
+  listenStop(): void {
+    if (this.#listenMode === 'manual') this.#callAgent(this.#o.turnMethods?.end ?? RPC_END_TURN);
+  }
+
+  wakeWord(_text: string): void {
+    // The agent hears the device's audio; the wake word itself is not a user turn.
+  }
+
+  interrupt(): void {
+    // The session has already dropped what was queued for the device; drop what is still arriving
+    // from the agent for this turn, and ask the agent to stop (LiveKit's manual-turn convention:
+    // start_turn interrupts). Agents without the method keep talking to nobody until they notice.
+    this.#gate.interrupt();
+    const m = this.#o.interruptMethod ?? RPC_START_TURN;
+    if (m) this.#callAgent(m);
+  }
+
+  mcpFromDevice(payload: Record<string, unknown>): void {
+    if (this.#mcp?.fromDevice(payload)) return;
+    this.#log.debug({ method: payload.method, id: payload.id }, 'device MCP message that answers no agent call: ignored');
+  }
+
+  #callAgent(method: string): void {
+    const agent = this.#agent;
+    const lp = this.#room.localParticipant;
+    if (!agent || !lp || this.#closed || !method) return;
+    lp.performRpc({ destinationIdentity: agent.identity, method, payload: '', responseTimeout: 5000 }).catch((err: { code?: number; message?: string }) => {
+      this.#log.debug({ method, code: err?.code, err: err?.message }, 'agent RPC failed (agent may not support it)');
+    });
+  }
+
+  // --- the agent ---
+
+  #isAgent(p: RemoteParticipant): boolean {
+    if (p.kind !== ParticipantKind.AGENT) return false;
+    const name = p.attributes[ATTR_AGENT_NAME];
+    return !this.#o.agentName || name === undefined || name === '' || name === this.#o.agentName;
+  }
+
+  #considerAgent(p: RemoteParticipant): void {
+    if (this.#closed || this.#agent || !this.#isAgent(p)) return;
+    this.#agent = p;
+    this.#everHadAgent = true;
+    this.#clearAgentWait();
+    this.#log.info({ agent: p.identity, state: p.attributes[ATTR_AGENT_STATE] }, 'agent joined');
+    this.#readAgentState();
+    for (const pub of p.trackPublications.values()) this.#maybeSubscribe(pub, p);
+    // Audio an avatar publishes on the agent's behalf counts as the agent's.
+    for (const other of this.#room.remoteParticipants.values()) {
+      if (other !== p) for (const pub of other.trackPublications.values()) this.#maybeSubscribe(pub, other);
+    }
+  }
+
+  #speaksForAgent(p: RemoteParticipant): boolean {
+    const a = this.#agent;
+    return a !== null && (p.identity === a.identity || p.attributes['lk.publish_on_behalf'] === a.identity);
+  }
+
+  #maybeSubscribe(pub: RemoteTrackPublication, p: RemoteParticipant): void {
+    if (this.#closed || pub.kind !== TrackKind.KIND_AUDIO || !this.#speaksForAgent(p)) return;
+    if (!pub.subscribed) pub.setSubscribed(true);
+  }
+
+  #trackSubscribed(track: RemoteTrack, pub: RemoteTrackPublication, p: RemoteParticipant): void {
+    if (this.#closed || track.kind !== TrackKind.KIND_AUDIO || !this.#speaksForAgent(p)) return;
+    this.#stopStream();
+    // 20 ms frames, not the default 10: every frame is one FFI event that rtc-node hands to every
+    // listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
+    const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? 20 });
+    const reader = stream.getReader();
+    this.#stream = { reader, trackSid: pub.sid };
+    this.#stats.streams++;
+    void this.#readAgentAudio(reader);
+  }
+
+  async #readAgentAudio(reader: ReadableStreamDefaultReader<{ data: Int16Array }>): Promise<void> {
+    const probe = this.#o.probe?.agentFrame;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.#closed || this.#stream?.reader !== reader) break;
+        probe?.(this.info.sessionId, value.data.length, performance.now());
+        this.#gate.frame(value.data);
+      }
+    } catch (err) {
+      if (!this.#closed) this.#log.debug({ err }, 'agent audio stream ended with an error');
+    }
+  }
+
+  #stopStream(): void {
+    const s = this.#stream;
+    if (!s) return;
+    this.#stream = null;
+    this.#stats.streams--;
+    s.reader.cancel().catch(() => {});
+  }
+
+  #readAgentState(): void {
+    const s = parseAgentState(this.#agent?.attributes[ATTR_AGENT_STATE]);
+    if (!s || s === this.#agentState) return;
+    this.#agentState = s;
+    this.#gate.setAgentState(s);
+    if (s === 'thinking') this.emit('state', 'thinking');
+    // 'listening' after speaking is reported when the turn's audio tail is out (gate end()).
+    else if (s === 'listening' && !this.#gate.inTurn) this.emit('state', 'listening');
+  }
+
+  #participantLeft(p: RemoteParticipant): void {
+    if (this.#closed || !this.#agent || p.identity !== this.#agent.identity) return;
+    this.#agent = null;
+    this.#agentState = null;
+    this.#stopStream();
+    // Around a reconnection the server may have lost the agent with the room; it can be
+    // dispatched again: wait for it as at the start rather than ending the device's session.
+    if (this.#reconnecting || performance.now() - this.#lastReconnectAt < 10_000) {
+      this.#log.warn({ agent: p.identity }, 'agent lost around a reconnection: waiting for it to come back');
+      this.#gate.finish();
+      this.#armAgentWait();
+      return;
+    }
+    this.#log.info({ agent: p.identity }, 'agent left the room');
+    const speaking = this.#gate.inTurn;
+    this.#gate.finish();
+    // Its last words were received and are queued for the device: let them out before goodbye.
+    const grace = speaking ? (this.#o.agentLeaveGraceMs ?? 400) : 0;
+    this.#leaveTimer = setTimeout(() => this.#end('agent left the room'), grace);
+  }
+
+  #armAgentWait(): void {
+    this.#clearAgentWait();
+    this.#agentWait = setTimeout(() => {
+      this.#agentWait = null;
+      if (this.#closed || this.#agent) return;
+      this.#log.warn({ room: this.roomName, agentName: this.#o.agentName, waitedMs: this.#o.agentJoinTimeoutMs }, 'no agent joined the room');
+      this.emit('alert', { status: 'error', message: this.#everHadAgent ? 'voice agent lost' : 'no voice agent available', emotion: 'sad' });
+      this.#end(this.#everHadAgent ? 'the agent did not come back' : 'no agent joined');
+    }, this.#o.agentJoinTimeoutMs);
+  }
+
+  #clearAgentWait(): void {
+    if (this.#agentWait) clearTimeout(this.#agentWait);
+    this.#agentWait = null;
+  }
+
+  // --- connection ---
+
+  #onReconnecting(): void {
+    if (this.#closed) return;
+    this.#reconnecting = true;
+    this.#stats.reconnects++;
+    this.#uplink.pause();
+    this.#log.warn({ room: this.roomName }, 'LiveKit connection lost: reconnecting (microphone audio held, bounded)');
+  }
+
+  #onReconnected(): void {
+    if (this.#closed) return;
+    this.#reconnecting = false;
+    this.#lastReconnectAt = performance.now();
+    this.#uplink.resume();
+    this.#log.info({ room: this.roomName, held: Math.round(this.#uplink.bufferedMs) }, 'LiveKit connection restored');
+    // A full reconnect (new server session) replaces the remote participants: find the agent again.
+    if (this.#agent && !this.#room.remoteParticipants.has(this.#agent.identity)) this.#participantLeft(this.#agent);
+    for (const p of this.#room.remoteParticipants.values()) this.#considerAgent(p);
+    if (!this.#agent && !this.#agentWait) this.#armAgentWait();
+  }
+
+  #onDisconnected(reason: DisconnectReason): void {
+    if (this.#closed) return;
+    this.#log.warn({ room: this.roomName, reason }, 'disconnected from LiveKit');
+    this.#end(`disconnected from LiveKit (reason ${reason})`);
+  }
+
+  /** The LiveKit side is over: the gateway says goodbye to the device and then calls close(). */
+  #end(reason: string): void {
+    if (this.#closed || this.#ending) return;
+    this.#ending = true;
+    this.emit('end', reason);
+  }
+
+  async close(reason: string): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#clearAgentWait();
+    if (this.#leaveTimer) clearTimeout(this.#leaveTimer);
+    this.#gate.close();
+    this.#uplink.close();
+    this.#mcp?.close();
+    this.#stopStream();
+    this.removeAllListeners();
+    const room = this.#room;
+    try {
+      if (this.#mcp && room.localParticipant) room.localParticipant.unregisterRpcMethod(this.#o.mcpMethod);
+    } catch {}
+    room.unregisterTextStreamHandler(TOPIC_TRANSCRIPTION);
+    try {
+      if (room.isConnected) await withTimeout(room.disconnect(), 5000, 'leaving the room');
+    } catch (err) {
+      this.#log.warn({ err }, 'leaving the LiveKit room failed');
+    }
+    room.removeAllListeners();
+    if (this.#track) {
+      await this.#track.close(false).catch(() => {});
+      this.#track = null;
+    }
+    if (this.#source) {
+      await this.#source.close().catch(() => {});
+      this.#source = null;
+    }
+    if (this.#counted.track) this.#stats.tracks--;
+    if (this.#counted.source) this.#stats.sources--;
+    if (this.#counted.room) this.#stats.rooms--;
+    this.#counted = { room: false, source: false, track: false };
+    this.#stats.sessions--;
+    this.#log.debug({ reason, room: this.roomName }, 'LiveKit session closed');
+  }
+}

@@ -1,0 +1,346 @@
+// End to end against a real livekit-server: simulated device (MQTT + UDP + Opus + AES, from
+// PROTOCOL.md) ↔ gateway (agent 'livekit') ↔ livekit-server --dev ↔ a test agent dispatched by name
+// through the agent worker protocol (test/helpers/livekit-agent.ts).
+// The server is built from the Go module proxy on first run (cached in ~/.cache/xiaozhi-gateway);
+// without Go or the module this tier fails with go's exact error, it is never skipped.
+import { randomUUID } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { AccessToken } from 'livekit-server-sdk';
+import { Room } from '@livekit/rtc-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { Gateway } from '../src/gateway.js';
+import { LivekitAgentBackend } from '../src/livekit/livekit-backend.js';
+import { TestAgentWorker, type TestAgent } from './helpers/livekit-agent.js';
+import {
+  agentSpeech,
+  decodeDownlink,
+  deviceSpeech,
+  resample,
+  similarity,
+  startLivekit,
+  streamPackets,
+  waitUntil,
+  type LivekitServerHandle,
+} from './helpers/livekit-harness.js';
+import { RawDevice, type Message } from './helpers/raw-device.js';
+
+// Measured on this pipeline (device Opus 16 kHz → gateway → LiveKit Opus 48 kHz, and back through
+// LiveKit Opus → gateway Opus 24 kHz): waveform NCC 0.8–0.95. A wrong or silent signal scores < 0.2.
+const MIN_WAVEFORM_NCC = 0.6;
+setFlagsFromString('--expose-gc');
+const AGENT = 'xiaozhi-test-agent';
+
+let server: LivekitServerHandle;
+let worker: TestAgentWorker;
+let gw: Gateway;
+let macCounter = 0x10;
+const devices: RawDevice[] = [];
+
+function nextMac(): string {
+  const n = macCounter++;
+  return `02:00:00:00:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`;
+}
+
+let lk: LivekitAgentBackend;
+
+async function startGateway(overrides: Record<string, unknown> = {}): Promise<Gateway> {
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      mqttPort: 0, udpPort: 0, httpPort: 0, publicHost: '127.0.0.1', auth: 'open', logLevel: (process.env.XIAOZHI_TEST_LOG ?? 'silent') as 'silent',
+      agent: 'livekit',
+      livekitUrl: server.url, livekitApiKey: server.apiKey, livekitApiSecret: server.apiSecret,
+      livekitAgentName: AGENT, livekitAgentJoinTimeoutMs: 10000, livekitMcpTimeoutMs: 1500,
+      ...overrides,
+    },
+  });
+  // The backend the config selects, held here to look inside (Gateway.start would build the same).
+  const backend = LivekitAgentBackend.fromConfig(config);
+  if (!overrides.livekitAgentName) lk = backend;
+  return Gateway.start(config, { agents: backend });
+}
+
+/** A device that said hello, proved its UDP address, and whose agent joined. */
+async function connectDevice(g: Gateway = gw, withAgent = true): Promise<{ d: RawDevice; agent: TestAgent | null }> {
+  const d = await RawDevice.connect(g.ports.http, nextMac());
+  devices.push(d);
+  const next = withAgent ? worker.nextAgent(20000) : null;
+  await d.sayHello();
+  d.publish({ session_id: d.session(), type: 'listen', state: 'start', mode: 'auto' });
+  // The device's first datagrams prove its UDP address (nothing is sent to it before).
+  await streamPackets(d, deviceSpeech(0.3).packets);
+  const agent = next ? await next : null;
+  if (agent) await agent.waitForDevice();
+  return { d, agent };
+}
+
+const after = (d: RawDevice, from: number, pred: (m: Message) => boolean) => d.messages.slice(from).find(pred);
+
+beforeAll(async () => {
+  server = await startLivekit();
+  worker = await TestAgentWorker.start({ url: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret, agentName: AGENT });
+  gw = await startGateway();
+}, 900_000);
+
+afterAll(async () => {
+  await Promise.allSettled(devices.map((d) => d.close()));
+  await gw?.stop();
+  await worker?.stop();
+  await server?.stop();
+});
+
+describe('device ↔ gateway ↔ livekit-server ↔ agent', () => {
+  it('joins a room as a participant with the device attributes and a microphone track, the agent dispatched by name', async () => {
+    const { d, agent } = await connectDevice();
+    const p = agent!.device()!;
+    expect(p.identity).toBe(`xiaozhi-${d.creds.client_id.split('@@@')[1]!.replace(/_/g, '')}`);
+    expect(p.attributes['xiaozhi.device_id']).toMatch(/^02:00:00:00:/);
+    expect(p.attributes['xiaozhi.session_id']).toBe(d.session());
+    expect(JSON.parse(p.attributes['xiaozhi.features']!)).toEqual({ mcp: true });
+    expect(p.attributes['xiaozhi.mcp_method']).toBe('xiaozhi.mcp');
+    const mic = [...p.trackPublications.values()];
+    expect(mic).toHaveLength(1);
+    expect(mic[0]!.source).toBe(2 /* SOURCE_MICROPHONE */);
+    expect(agent!.room.name).toContain(d.session());
+    expect(agent!.room.localParticipant!.attributes['lk.agent_name']).toBe(AGENT);
+  });
+
+  it('the agent hears the device, the device hears the agent, with tts start/stop around the audio, stt and sentence_start', async () => {
+    const { d, agent } = await connectDevice();
+    // Uplink: 3 s of speech at the device's cadence.
+    const { pcm: sentPcm, packets } = deviceSpeech(3, 0.3);
+    const t0 = performance.now();
+    await streamPackets(d, packets);
+    await new Promise((r) => setTimeout(r, 600));
+    const heard = resample(agent!.heardAudio(t0), 48000, 16000);
+    const up = similarity(heard, sentPcm, 16000);
+    console.log(`uplink similarity: waveform ${up.waveform.toFixed(3)} envelope ${up.envelope.toFixed(3)} lag ${up.lagMs.toFixed(0)} ms`);
+    expect(up.waveform).toBeGreaterThan(MIN_WAVEFORM_NCC);
+
+    // The agent's STT result reaches the device as stt.
+    const m0 = d.messages.length;
+    await agent!.userTranscript('turn on the living room lights', false);
+    await agent!.userTranscript('Turn on the living room lights.', true);
+    const stt = await d.waitFor((m) => m.type === 'stt' && d.messages.indexOf(m) >= m0);
+    expect(stt.text).toBe('Turn on the living room lights.');
+    expect(stt.session_id).toBe(d.session());
+    expect(d.messages.slice(m0).filter((m) => m.type === 'stt')).toHaveLength(1);
+
+    // Downlink: the agent speaks 3 s.
+    const reference = agentSpeech(3, 0.2);
+    const g0 = d.datagrams.length;
+    const m1 = d.messages.length;
+    await agent!.say(reference, 'Hello! I am your voice assistant. The weather today is sunny.');
+    const stop = await d.waitFor((m) => m.type === 'tts' && m.state === 'stop' && d.messages.indexOf(m) >= m1, 5000);
+    const start = after(d, m1, (m) => m.type === 'tts' && m.state === 'start')!;
+    const got = d.datagrams.slice(g0);
+    expect(start).toBeDefined();
+    expect(got.length).toBeGreaterThan(40);
+    expect(start.at).toBeLessThan(got[0]!.at);
+    expect(stop.at).toBeGreaterThan(got[got.length - 1]!.at);
+    expect(after(d, m1, (m) => m.type === 'llm')).toMatchObject({ emotion: 'thinking' });
+    const sentences = d.messages.slice(m1).filter((m) => m.type === 'tts' && m.state === 'sentence_start').map((m) => m.text);
+    expect(sentences).toEqual(['Hello!', 'I am your voice assistant.', 'The weather today is sunny.']);
+    const down = similarity(decodeDownlink(d, g0), resample(reference, 48000, 24000), 24000);
+    console.log(`downlink similarity: waveform ${down.waveform.toFixed(3)} envelope ${down.envelope.toFixed(3)} lag ${down.lagMs.toFixed(0)} ms; ${got.length} packets; tts start ${(got[0]!.at - start.at).toFixed(0)} ms before the first, stop ${(stop.at - got[got.length - 1]!.at).toFixed(0)} ms after the last`);
+    expect(down.waveform).toBeGreaterThan(MIN_WAVEFORM_NCC);
+  });
+
+  it('abort stops the downlink within 200 ms and interrupts the agent (start_turn)', async () => {
+    const { d, agent } = await connectDevice();
+    const g0 = d.datagrams.length;
+    const m0 = d.messages.length;
+    const speaking = agent!.say(agentSpeech(6), 'A long answer that the user will cut short.');
+    await waitUntil(() => d.datagrams.length - g0 > 15, 5000, 'downlink audio');
+    const abortAt = performance.now();
+    d.publish({ session_id: d.session(), type: 'abort', reason: 'wake_word_detected' });
+    const result = await speaking;
+    await new Promise((r) => setTimeout(r, 1000));
+    const late = d.datagrams.slice(g0).filter((g) => g.at > abortAt + 200);
+    const lastAt = Math.max(...d.datagrams.slice(g0).map((g) => g.at));
+    console.log(`abort: last downlink datagram ${(lastAt - abortAt).toFixed(0)} ms after abort; ${late.length} after 200 ms`);
+    expect(late).toHaveLength(0);
+    expect(result.interrupted).toBe(true);
+    expect(agent!.rpcCalls.map((c) => c.method)).toContain('start_turn');
+    expect(after(d, m0, (m) => m.type === 'tts' && m.state === 'stop')).toBeDefined();
+    // The next turn plays normally.
+    const g1 = d.datagrams.length;
+    await agent!.say(agentSpeech(1), 'Okay.');
+    await waitUntil(() => d.datagrams.length - g1 > 10, 5000, 'the next turn');
+  });
+
+  it('push-to-talk: listen manual start/stop drive start_turn / end_turn on the agent', async () => {
+    const { d, agent } = await connectDevice();
+    d.publish({ session_id: d.session(), type: 'listen', state: 'start', mode: 'manual' });
+    await waitUntil(() => agent!.rpcCalls.some((c) => c.method === 'start_turn'), 5000, 'start_turn');
+    await streamPackets(d, deviceSpeech(0.6).packets);
+    d.publish({ session_id: d.session(), type: 'listen', state: 'stop' });
+    await waitUntil(() => agent!.rpcCalls.some((c) => c.method === 'end_turn'), 5000, 'end_turn');
+    expect(agent!.rpcCalls.map((c) => c.method)).toEqual(['start_turn', 'end_turn']);
+  });
+
+  it('MCP: the agent calls a device tool over RPC; a device that does not answer maps to RESPONSE_TIMEOUT', async () => {
+    const { d, agent } = await connectDevice();
+    d.mqtt.on('message', (_t, payload) => {
+      const m = JSON.parse(payload.toString()) as { type: string; payload?: { id: number; method: string; params?: { name?: string } } };
+      if (m.type !== 'mcp' || !m.payload || m.payload.params?.name === 'self.slow') return;
+      d.publish({ session_id: d.session(), type: 'mcp', payload: { jsonrpc: '2.0', id: m.payload.id, result: { content: [{ type: 'text', text: `did ${m.payload.params?.name}` }], isError: false } } });
+    });
+    const reply = JSON.parse(await agent!.callDevice('xiaozhi.mcp', { jsonrpc: '2.0', id: 'call-1', method: 'tools/call', params: { name: 'self.light.set', arguments: { on: true } } }));
+    expect(reply).toEqual({ jsonrpc: '2.0', id: 'call-1', result: { content: [{ type: 'text', text: 'did self.light.set' }], isError: false } });
+    // What the device saw: the same call, with a gateway id.
+    const seen = d.messages.find((m) => m.type === 'mcp') as unknown as { payload: { method: string; id: unknown; params: unknown } };
+    expect(seen.payload.method).toBe('tools/call');
+    expect(typeof seen.payload.id).toBe('number');
+    const t0 = performance.now();
+    const err = await agent!.callDevice('xiaozhi.mcp', { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'self.slow' } }).then(() => null, (e: { code: number; message: string }) => e);
+    expect(err?.code).toBe(1502);
+    expect(err?.message).toMatch(/did not answer tools\/call/);
+    expect(performance.now() - t0).toBeLessThan(4000);
+    const bad = await agent!.callDevice('xiaozhi.mcp', { nope: true }).then(() => null, (e: { code: number }) => e);
+    expect(bad?.code).toBe(1500);
+  });
+
+  it('the agent leaving ends the device session with a goodbye', async () => {
+    const { d, agent } = await connectDevice();
+    const before = gw.stats.sessions;
+    await agent!.leave();
+    const bye = await d.waitFor((m) => m.type === 'goodbye', 5000);
+    expect(bye.session_id).toBe(d.session());
+    await waitUntil(() => gw.stats.sessions === before - 1, 3000, 'the session to be released');
+  });
+
+  it('a device goodbye takes its participant out of the room', async () => {
+    const { d, agent } = await connectDevice();
+    const identity = agent!.device()!.identity;
+    d.publish({ session_id: d.session(), type: 'goodbye' });
+    await waitUntil(() => !agent!.room.remoteParticipants.has(identity), 5000, 'the device participant to leave');
+  });
+});
+
+describe('no agent', () => {
+  it('no agent joining within the timeout → alert, then goodbye (not silence)', async () => {
+    const g = await startGateway({ livekitAgentName: 'nobody-serves-this', livekitAgentJoinTimeoutMs: 1500 });
+    try {
+      const d = await RawDevice.connect(g.ports.http, nextMac());
+      devices.push(d);
+      await d.sayHello();
+      const alert = await d.waitFor((m) => m.type === 'alert', 6000);
+      expect(alert).toMatchObject({ status: 'error', message: 'no voice agent available', session_id: d.session() });
+      const bye = await d.waitFor((m) => m.type === 'goodbye', 3000);
+      expect(bye.at).toBeGreaterThanOrEqual(alert.at);
+    } finally {
+      await g.stop();
+    }
+  });
+});
+
+describe('resources', () => {
+  it('500 sessions opened and closed leave no growth in handles, memory or native counters', async () => {
+    const backend = new LivekitAgentBackend({
+      url: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret, roomTemplate: 'leak-{device}-{session}',
+      agentName: 'leak-test-nobody', dispatch: 'token', agentJoinTimeoutMs: 600000, mcpMethod: 'xiaozhi.mcp', mcpTimeoutMs: 1000, reconnectBufferMs: 1000,
+      // 2-core CI machines: server, both peer connections and this process share the CPU.
+      connectTimeoutMs: 60000,
+    });
+    const logger = pino({ level: 'silent' });
+    const pcm = agentSpeech(0.06);
+    let n = 0;
+    const cycle = async () => {
+      const i = n++;
+      const s = await backend.createSession({
+        deviceId: `02:00:00:01:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`,
+        clientId: `leak-${i}`, sessionId: randomUUID(), features: { mcp: true }, inputSampleRate: 48000, logger,
+      });
+      // A little microphone audio through the source, as a real session would.
+      for (let k = 0; k < 3; k++) s.pushAudio(pcm, 48000);
+      await new Promise((r) => setTimeout(r, 20));
+      await s.close('test');
+    };
+    const run = async (count: number, concurrency: number) => {
+      const queue = Array.from({ length: count }, () => cycle);
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (queue.length) await queue.pop()!();
+      }));
+    };
+    const gc = runInNewContext('gc') as () => void;
+    const snapshot = async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const st = backend.stats();
+      return { heap: process.memoryUsage().heapUsed, rss: process.memoryUsage().rss, resources: process.getActiveResourcesInfo().length, ffi: st.ffiListeners, st };
+    };
+    await run(40, 4);  // warm-up: lazy FFI init, connection pools, JIT
+    const before = await snapshot();
+    const t0 = performance.now();
+    await run(500, 4);
+    const elapsed = performance.now() - t0;
+    const after = await snapshot();
+    const mb = (b: number) => (b / 1048576).toFixed(1);
+    // Baseline in the same process: bare rtc-node Rooms connected and disconnected, nothing else.
+    // @livekit/rtc-node 1.1.0 (FFI 0.12.73) keeps ~0.4 MB of native memory per Room it has
+    // connected (RSS grows linearly; the JS heap does not): upstream, reported with a repro.
+    const bareBefore = process.memoryUsage().rss;
+    for (let i = 0; i < 100; i++) {
+      const room = new Room();
+      const at = new AccessToken(server.apiKey, server.apiSecret, { identity: `bare-${i}` });
+      at.addGrant({ roomJoin: true, room: `bare-${i}` });
+      await room.connect(server.url, await at.toJwt(), { autoSubscribe: false, dynacast: false });
+      await room.disconnect();
+    }
+    const barePerRoom = (process.memoryUsage().rss - bareBefore) / 100;
+    const perSession = (after.rss - before.rss) / 500;
+    console.log(`500 sessions in ${(elapsed / 1000).toFixed(1)} s: heap ${mb(before.heap)} → ${mb(after.heap)} MB, rss ${mb(before.rss)} → ${mb(after.rss)} MB (${(perSession / 1024).toFixed(0)} KB/session; bare rtc-node Room: ${(barePerRoom / 1024).toFixed(0)} KB/room), active resources ${before.resources} → ${after.resources}, FFI listeners ${before.ffi} → ${after.ffi}`);
+    expect(after.st).toMatchObject({ sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0 });
+    // (Agents of earlier tests may still be leaving when `before` is taken: never more, not exactly equal.)
+    expect(after.ffi).toBeLessThanOrEqual(before.ffi);
+    expect(after.resources).toBeLessThanOrEqual(before.resources + 2);
+    expect(after.heap - before.heap).toBeLessThan(16 * 1048576);
+    // Native memory: rtc-node keeps ~0.2–0.6 MB per Room that published a track, whatever we close
+    // (measured here and in isolation, see the report); this bounds it so a leak of ours (a Room,
+    // source or stream never closed: several MB each) fails.
+    expect(perSession).toBeLessThan(1.25 * 1048576);
+    await backend.close();
+  }, 600_000);
+});
+
+// Last: restarts the shared server.
+describe('livekit-server restart', () => {
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    it(`after a ${signal === 'SIGKILL' ? 'crash (SIGKILL)' : 'graceful restart (SIGTERM)'}, every session recovers (agent re-dispatched, audio flows) or ends with a goodbye`, async () => {
+      const sessions = [await connectDevice(), await connectDevice()];
+      const firstAgents = new Set(sessions.map((s) => s.agent!.jobId));
+      await server.restart(300, signal);
+      const outcomes = await Promise.all(sessions.map(async ({ d }) => {
+        const sid = d.session();
+        let recovered: TestAgent | undefined;
+        await waitUntil(() => {
+          // The agent the gateway follows now (the same one reconnected, or one dispatched again).
+          const s = lk.sessions().find((x) => x.sessionId === sid);
+          recovered = s?.agent && s.connectionState === 1 ? worker.agents.find((a) => a.room.isConnected && a.identity === s.agent && a.device() !== undefined) : undefined;
+          return recovered !== undefined || d.messages.some((m) => m.type === 'goodbye' && m.session_id === sid);
+        }, 45000, `session ${sid} to recover or say goodbye`);
+        if (!recovered) return 'goodbye';
+        // Recovered: the new agent's speech reaches the device, and the device's reaches it.
+        await recovered.waitForDevice();
+        const g0 = d.datagrams.length;
+        const m0 = d.messages.length;
+        await recovered.say(agentSpeech(1.2), 'Back again.');
+        await d.waitFor((m) => m.type === 'tts' && m.state === 'stop' && d.messages.indexOf(m) >= m0, 5000);
+        expect(d.datagrams.length - g0).toBeGreaterThan(10);
+        const t0 = performance.now();
+        await streamPackets(d, deviceSpeech(1).packets);
+        await waitUntil(() => recovered!.heard.some((h) => h.at > t0 && h.pcm.some((v) => Math.abs(v) > 1000)), 3000, 'the agent to hear the device again');
+        return firstAgents.has(recovered.jobId) ? 'recovered (same agent reconnected)' : 'recovered (agent dispatched again)';
+      }));
+      console.log(`server restart (${signal}): ${outcomes.join(', ')}`);
+      for (const { d } of sessions) d.publish({ session_id: d.session(), type: 'goodbye' });
+    });
+  }
+});
