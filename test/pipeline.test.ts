@@ -1000,9 +1000,19 @@ describe('metrics', () => {
 
     const r = rng(8);
     let pcmBytes = 0, pcmPushes = 0, f32Pushes = 0, resampleCalls = 0, at = 0;
+    // Chunks that complete a 1440-sample frame at 24 kHz (resampler output after T inputs is
+    // ceil(T / 2)): only those wake a worker; the others ride along (longest run of those here < 7,
+    // so the "never more than a batch" rule does not kick in).
+    let completing = 0, run = 0, longestRun = 0;
     for (let k = 0; k < 80; k++) {
       const n = r.int(1, 4000); // <= 16384 bytes even as Float32: one slab per push
       const chunk = S48.subarray(at, at + n);
+      if (Math.floor(Math.ceil((at + n) / 2) / 1440) !== Math.floor(Math.ceil(at / 2) / 1440)) {
+        completing++;
+        run = 0;
+      } else {
+        longestRun = Math.max(longestRun, ++run);
+      }
       at += n;
       if (k % 2 === 0) {
         dl.push(toF32(chunk));
@@ -1059,6 +1069,8 @@ describe('metrics', () => {
       queue_depth_downlink: 0,
     });
     expect(fs.frames).toHaveLength(30);
+    expect(longestRun).toBeLessThan(7);
+    expect(completing).toBeLessThan(pcmPushes);
     expect(c.batches_delivered).toBeGreaterThanOrEqual(1);
     expect(c.batches_delivered).toBeLessThanOrEqual(c.threadpool_tasks);
 
@@ -1083,7 +1095,7 @@ describe('metrics', () => {
       downlink_resample_ns: resampleCalls,
       downlink_encode_ns: ps.packets.length,
       downlink_encrypt_ns: ps.packets.length,
-      frame_queue_wait_ns: upPushes + pcmPushes + 1,
+      frame_queue_wait_ns: upPushes + completing + 1,
       threadpool_queue_wait_ns: c.threadpool_tasks,
       uplink_frame_latency_ns: fs.frames.length,
       downlink_frame_latency_ns: ps.packets.length + 1,

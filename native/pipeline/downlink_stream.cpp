@@ -22,7 +22,9 @@ DownlinkStream::DownlinkStream(const DownlinkConfig& config)
       frame_samples_(static_cast<size_t>(config.encoder.sample_rate / 1000 * config.frame_ms)),
       converted_(Pools::kPcmSlab / sizeof(int16_t)),
       resampled_(resampler_.max_output(kSubChunk) + static_cast<size_t>(resampler_.max_flush())),
-      frame_(frame_samples_) {
+      frame_(frame_samples_),
+      up_(static_cast<uint64_t>(resampler_.up_factor())),
+      down_(static_cast<uint64_t>(resampler_.down_factor())) {
   if (!dsp::valid_opus_frame(config.encoder.sample_rate, static_cast<int>(frame_samples_))) {
     throw dsp::DspError(dsp::ErrorKind::kRange, "ERR_PIPELINE_CONFIG",
                         "downlink frame of " + std::to_string(config.frame_ms) + " ms is not a valid Opus frame");
@@ -111,12 +113,14 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
     case ItemKind::kReset:
       // Forget everything of the interrupted turn, including the encoder's lookahead.
       filled_ = 0;
+      epoch_input_ = 0;
       resampler_.reset();
       encoder_.reset();
       return;
     case ItemKind::kFlush: {
       uint64_t t0 = now_ns();
-      const size_t tail = resampler_.flush(resampled_.data(), resampled_.size());
+      const size_t tail = resampler_.flush(resampled_.data(), resampled_.size());  // resets it
+      epoch_input_ = 0;
       m.observe(kHistDownResample, now_ns() - t0);
       append_pcm(resampled_.data(), tail, item, ctx);
       if (filled_ > 0) {
@@ -151,6 +155,7 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
     samples = item.length / sizeof(int16_t);
     s16 = reinterpret_cast<const int16_t*>(item.slab);
   }
+  epoch_input_ += samples;
   while (samples > 0) {
     const size_t take = std::min(samples, kSubChunk);
     const uint64_t t0 = now_ns();
@@ -160,6 +165,27 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
     s16 += take;
     samples -= take;
   }
+}
+
+bool DownlinkStream::completes_output(const InputItem& item) {
+  if (item.kind != ItemKind::kData) {
+    predicted_input_ = 0;  // flush and reset restart the resampler (and the frame)
+    return true;
+  }
+  // The frame fills with resampler output from its last reset on, so a frame completes when the
+  // output count crosses a multiple of the frame length.
+  const uint64_t before = resampled_after(predicted_input_);
+  predicted_input_ += item_samples(item);
+  return resampled_after(predicted_input_) / frame_samples_ != before / frame_samples_;
+}
+
+void DownlinkStream::resync_prediction(const std::vector<InputItem>& ring, size_t head, size_t count) {
+  uint64_t total = epoch_input_;
+  for (size_t i = 0; i < count; ++i) {
+    const InputItem& item = ring[(head + i) % ring.size()];
+    total = item.kind == ItemKind::kData ? total + item_samples(item) : 0;
+  }
+  predicted_input_ = total;
 }
 
 }  // namespace xz::pipeline

@@ -32,8 +32,15 @@ class DownlinkStream final : public Stream {
   // Configured quality is CELT-only (used for the "restricted" default rungs and benchmarks).
   void force_celt_only() { encoder_.set_celt_only(true); base_celt_only_ = true; }
   void process(const InputItem& item, ProcessContext& ctx) override;
+  bool completes_output(const InputItem& item) override;
+  void resync_prediction(const std::vector<InputItem>& ring, size_t head, size_t count) override;
 
  private:
+  // Resampler output after `input` samples since its last reset: exactly ceil(input * L / M).
+  uint64_t resampled_after(uint64_t input) const { return (input * up_ + down_ - 1) / down_; }
+  uint64_t item_samples(const InputItem& item) const {
+    return item.length / (item.format == SampleFormat::kF32 ? sizeof(float) : sizeof(int16_t));
+  }
   void append_pcm(const int16_t* pcm, size_t n, const InputItem& item, ProcessContext& ctx);
   void encode_frame(const InputItem& item, uint32_t flags, ProcessContext& ctx);
   void apply_ladder(ProcessContext& ctx);
@@ -50,6 +57,9 @@ class DownlinkStream final : public Stream {
   size_t filled_ = 0;
   uint64_t media_ms_ = 0;           // audio time of the next frame
   int applied_level_ = 0;
+  uint64_t up_, down_;              // resampler ratio L/M
+  uint64_t epoch_input_ = 0;        // worker side: samples fed to the resampler since its last reset
+  uint64_t predicted_input_ = 0;    // main side: the same once every queued item is processed
   bool base_celt_only_ = false;
 };
 

@@ -83,7 +83,7 @@ Stream* Scheduler::pop_ready_locked() {
   return s;
 }
 
-void Scheduler::enqueue_locked(Stream* s, const InputItem& item) {
+void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
   const size_t cap = s->ring.size();
   if (s->count == cap) {
     // Drop-oldest: under overload the freshest audio matters most, and memory stays bounded. Only
@@ -93,19 +93,32 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& item) {
     if (victim == s->count) victim = 0;  // only control items queued (cannot happen with cap > 2)
     InputItem& oldest = s->ring[(s->head + victim) % cap];
     if (oldest.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(oldest.slab);
+    if (oldest.wakes) --s->waking;
+    s->prediction_stale = true;
     // Close the hole: shift the control items in front of the victim back by one.
     for (size_t i = victim; i > 0; --i) s->ring[(s->head + i) % cap] = s->ring[(s->head + i - 1) % cap];
     s->head = (s->head + 1) % cap;
     --s->count;
+    s->riding = std::min(s->riding, s->count);
     (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
     metrics_->add(s->is_uplink() ? kDropQueueOverflowUp : kDropQueueOverflowDown);
   }
+  InputItem item = in;
+  // An item that cannot produce output waits for one that can; but never more than a worker's
+  // batch of them, and every item wakes while the prediction is stale.
+  item.wakes = s->completes_output(item) || s->prediction_stale || s->riding + 1 >= options_.batch_per_stream;
   s->ring[(s->head + s->count) % cap] = item;
   ++s->count;
+  if (item.wakes) {
+    ++s->waking;
+    s->riding = 0;
+  } else {
+    s->riding = std::min(s->riding + 1, s->count);
+  }
   size_t& q = s->is_uplink() ? queued_up_ : queued_down_;
   ++q;
   queued_peak_ = std::max(queued_peak_, queued_up_ + queued_down_);
-  if (!s->scheduled) {
+  if (!s->scheduled && item.wakes) {
     s->scheduled = true;
     push_ready_locked(s);
   }
@@ -165,10 +178,15 @@ void Scheduler::drop_queued_locked(Stream* s, Counter reason, bool keep_control)
       continue;
     }
     if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
-    if (item.kind == ItemKind::kData) metrics_->add(reason);
+    if (item.wakes) --s->waking;
+    if (item.kind == ItemKind::kData) {
+      metrics_->add(reason);
+      s->prediction_stale = true;
+    }
     (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
   }
   s->count = kept;
+  s->riding = std::min(s->riding, s->count);
   (s->is_uplink() ? queued_up_ : queued_down_) += kept;
 }
 
@@ -333,21 +351,24 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       // A flush right behind the chunk goes with it, so it can mark the turn's last datagram.
       while (s->count > 0 && (n < options_.batch_per_stream || (n == options_.batch_per_stream && s->ring[s->head].kind == ItemKind::kFlush))) {
         scratch->items[n++] = s->ring[s->head];
+        if (s->ring[s->head].wakes) --s->waking;
         s->head = (s->head + 1) % cap;
         --s->count;
         (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
       }
+      s->riding = std::min(s->riding, s->count);
     }
     ProcessContext ctx{m, pools_, scratch->results, options_.ladder, ladder_level()};
     for (size_t i = 0; i < n; ++i) {
       InputItem& item = scratch->items[i];
-      const uint64_t t = now_ns();
-      const uint64_t wait = t - item.enqueued_ns;
-      m.observe(kHistFrameWait, wait);
-      window_items_.fetch_add(1, std::memory_order_relaxed);
-      if (wait > options_.wait_budget_ns) window_late_.fetch_add(1, std::memory_order_relaxed);
-      uint64_t prev = window_max_wait_.load(std::memory_order_relaxed);
-      while (wait > prev && !window_max_wait_.compare_exchange_weak(prev, wait, std::memory_order_relaxed)) {}
+      if (item.wakes) {
+        const uint64_t wait = now_ns() - item.enqueued_ns;
+        m.observe(kHistFrameWait, wait);
+        window_items_.fetch_add(1, std::memory_order_relaxed);
+        if (wait > options_.wait_budget_ns) window_late_.fetch_add(1, std::memory_order_relaxed);
+        uint64_t prev = window_max_wait_.load(std::memory_order_relaxed);
+        while (wait > prev && !window_max_wait_.compare_exchange_weak(prev, wait, std::memory_order_relaxed)) {}
+      }
       try {
         s->process(item, ctx);
       } catch (const dsp::DspError&) {
@@ -375,10 +396,11 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       if (s->closed) {
         s->scheduled = false;
         to_delete = s;
-      } else if (s->count > 0) {
-        push_ready_locked(s);
       } else {
-        s->scheduled = false;
+        s->resync_prediction(s->ring, s->head, s->count);
+        s->prediction_stale = false;
+        // Items left that cannot produce output wait for the next one that can.
+        if (s->waking > 0) push_ready_locked(s); else s->scheduled = false;
       }
     }
     scratch->results.clear();

@@ -1,8 +1,9 @@
 // The threadpool scheduler, free of Node-API so it can be driven by native tests and benchmarks.
 //
 //  * push() (main thread) copies input into pooled slabs and appends it to the stream's bounded ring
-//    (full ring: the oldest item is dropped and counted). A stream with queued input sits once in
-//    the ready list.
+//    (full ring: the oldest item is dropped and counted). A stream with queued input that can
+//    produce output (Stream::completes_output; e.g. the 10 ms chunk that completes a 60 ms
+//    downlink frame) sits once in the ready list; input that cannot waits for such an item.
 //  * run_worker() (a libuv threadpool thread) pops ready streams round-robin and processes up to
 //    `batch_per_stream` items of each, until the ready list is empty or its time budget is spent.
 //    A stream is in the ready list or held by exactly one worker, never both: its items are

@@ -29,6 +29,10 @@ struct InputItem {
   uint64_t enqueued_ns = 0;
   ItemKind kind = ItemKind::kData;
   SampleFormat format = SampleFormat::kS16;
+  // Whether this item made its stream ready for a worker (see Stream::completes_output). Only such
+  // items' queue wait feeds the latency histogram and the encoder ladder: an item that rides along
+  // with a later one waits for that one by design, not because the pool is busy.
+  bool wakes = true;
 };
 
 enum class ResultKind : uint8_t {
@@ -85,6 +89,16 @@ class Stream {
   virtual bool is_uplink() const = 0;
   virtual void process(const InputItem& item, ProcessContext& ctx) = 0;
 
+  // Called on the main thread, under the scheduler's mutex, as `item` is queued (in queue order):
+  // can processing it produce output? If not, the stream is not made ready for it: it waits in the
+  // queue and is processed together with the next item that can. Downlink PCM arrives in 10 ms
+  // chunks but leaves in 60 ms frames, so this saves five threadpool round trips per frame.
+  virtual bool completes_output(const InputItem& /*item*/) { return true; }
+  // Called under the scheduler's mutex by the worker that holds the stream, after its chunk: make
+  // the queue-time prediction above exact again from the stream's real state and what is queued
+  // (after queued items were dropped, the prediction no longer matches what the stream will see).
+  virtual void resync_prediction(const std::vector<InputItem>& /*ring*/, size_t /*head*/, size_t /*count*/) {}
+
   uint32_t id = 0;
 
   // --- owned by the Scheduler, guarded by its mutex ---
@@ -92,6 +106,9 @@ class Stream {
   size_t head = 0, count = 0;
   bool scheduled = false;  // in the ready list or being processed by a worker
   bool closed = false;     // JS closed it: no new input; freed once no worker holds it
+  size_t waking = 0;       // queued items with `wakes` set
+  size_t riding = 0;       // items queued after the last one with `wakes` set (the queue's tail)
+  bool prediction_stale = false;  // items were dropped: every item wakes until the next resync
   Stream* next_ready = nullptr;
 };
 
