@@ -1,17 +1,21 @@
 // The load generator and its measurements, shared by every design under test (ours, the
-// predecessor): N full-duplex streams at real-time rates, driven by one 10 ms timer.
+// predecessor): N full-duplex streams at real-time rates.
 //
-// Every stream, from its start tick on, pushes one 10 ms Float32 downlink chunk per tick and one
-// uplink datagram every 6th tick (60 ms). Streams start spread over the first half of the warm-up,
-// so their 60 ms phases are spread over the 6 ticks. A late timer catches up: every due tick runs,
-// in order (its lateness counts against the frames it pushes, see `late`).
+// Every stream, from its start time on, pushes one 10 ms Float32 downlink chunk every 10 ms and one
+// uplink datagram every 60 ms. Start times are spread evenly (and continuously, not on a 10 ms grid)
+// over the first half of the warm-up, so the streams' phases are independent of one another, as they
+// are in a gateway: each device sends on its own clock and each LiveKit subscription delivers on its
+// own. `aligned` puts every start on a 10 ms grid instead (all streams push their chunks in the same
+// timer turn, one sixth of them completing a frame together): the worst-case burst pattern of earlier
+// versions of this benchmark. A 1 ms timer fires every due push in time order; a late timer catches
+// up (its lateness counts against the frames it pushes, see `late`).
 //
 // Latency of a frame = push time -> the design's output callback on the main thread:
 //  * uplink: push of the datagram -> its PCM;
 //  * downlink: push of the chunk that completed the 60 ms frame (which chunk that is follows from
 //    the design's resampler output counts, computed once by feeding it silence) -> its datagram.
 // A frame counts as late when its output arrives more than 60 ms after the frame was *due*
-// (scheduled tick time), and as missing when it never arrives (1 s grace after the window).
+// (scheduled push time), and as missing when it never arrives (1 s grace after the window).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createDecipheriv } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -73,18 +77,21 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   const warmTicks = Math.round(req.warmupMs / TICK_MS);
   const totalTicks = warmTicks + Math.round(req.measureMs / TICK_MS);
   const rampTicks = Math.max(1, Math.floor(warmTicks / 2));
+  // Times below are in ms relative to t0 (the first possible push).
+  const warmMs = warmTicks * TICK_MS;
+  const totalMs = totalTicks * TICK_MS;
   const { chunks } = downlinkChunks();
   const warnings: string[] = [];
   if (downlinkChunks().speech.synthetic) warnings.push(`input is a ${downlinkChunks().speech.source}`);
 
-  const startTick = new Int32Array(n);
+  const startMs = new Float64Array(n);
   const chunkOffset = new Int32Array(n);
   const upPush: Float64Array[] = [];
   const upDone: Float64Array[] = [];
   const downPush: Float64Array[] = [];
   const downDone: Float64Array[] = [];
   const datagrams: Uint8Array[][] = [];
-  const streams: TargetStream[] = [];
+  const streams: (TargetStream | undefined)[] = new Array(n);
   const creds: StreamCredentials[] = [];
   const capture = req.captureFile !== undefined;
   const captured = new Map<number, Uint8Array>();
@@ -103,9 +110,9 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   };
 
   for (let i = 0; i < n; i++) {
-    startTick[i] = Math.floor((i * rampTicks) / n);
+    startMs[i] = req.aligned ? Math.floor((i * rampTicks) / n) * TICK_MS : (i * rampTicks * TICK_MS) / n;
     chunkOffset[i] = (i * 331) % chunks.length;
-    const ticks = totalTicks - startTick[i]!;
+    const ticks = Math.ceil((totalMs - startMs[i]!) / TICK_MS);
     const ups = Math.ceil(ticks / CHUNKS_PER_FRAME) + 1;
     upPush.push(new Float64Array(ups));
     upDone.push(new Float64Array(ups));
@@ -117,64 +124,86 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   }
   if (target.completing.length < Math.ceil(totalTicks / CHUNKS_PER_FRAME) + 1) throw new Error('completing table too short');
 
+  // Every stream pushes with the same 10 ms period, so the global push order repeats every period:
+  // streams sorted by their phase within the period (ties in index order).
+  const phase = (i: number): number => startMs[i]! - Math.floor(startMs[i]! / TICK_MS) * TICK_MS;
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => phase(x) - phase(y) || x - y);
+  const firstPeriod = Int32Array.from(order, (i) => Math.floor(startMs[i]! / TICK_MS));
+
   const eld = monitorEventLoopDelay({ resolution: 1 });
   let cpuStart = process.cpuUsage();
   let tBegin = 0;
   let tEnd = 0;
   let cpuUs = 0;
   let generatorLateMax = 0;
-  let opened = 0;
   const t0 = performance.now() + 50;
-  const due = (tick: number): number => t0 + tick * TICK_MS;
+  /** Absolute time stream i's push l is due. */
+  const due = (i: number, l: number): number => t0 + startMs[i]! + l * TICK_MS;
 
-  const runTick = (k: number): void => {
-    while (opened < n && startTick[opened]! <= k) {
-      const i = opened++;
-      streams.push(target.open(i, creds[i]!, sink));
+  const push = (i: number, l: number): void => {
+    if (l === 0) streams[i] = target.open(i, creds[i]!, sink);
+    const s = streams[i]!;
+    const now = performance.now();
+    if (l % CHUNKS_PER_FRAME === 0) {
+      const u = l / CHUNKS_PER_FRAME;
+      upPush[i]![u] = now;
+      s.pushUp(datagrams[i]![u]!, u);
     }
-    for (let i = 0; i < opened; i++) {
-      const l = k - startTick[i]!;
-      const s = streams[i]!;
-      const now = performance.now();
-      if (l % CHUNKS_PER_FRAME === 0) {
-        const u = l / CHUNKS_PER_FRAME;
-        upPush[i]![u] = now;
-        s.pushUp(datagrams[i]![u]!, u);
-      }
-      downPush[i]![l] = now;
-      s.pushDown(chunks[(chunkOffset[i]! + l) % chunks.length]!.slice(), l);
-    }
+    downPush[i]![l] = now;
+    s.pushDown(chunks[(chunkOffset[i]! + l) % chunks.length]!.slice(), l);
   };
 
   await new Promise<void>((resolve, reject) => {
-    let next = 0;
+    let period = 0;
+    let slot = 0;  // index into `order` of the next push within `period`
     let lastSample = 0;
     const timer = setInterval(() => {
       try {
         const now = performance.now();
-        while (next <= totalTicks && due(next) <= now) {
-          if (next === warmTicks) {
+        for (;;) {
+          if (n === 0) {
+            // No streams: the window still runs (idle measurement).
+            if (!inWindow && tBegin === 0 && now >= t0 + warmMs) {
+              inWindow = true;
+              target.beginWindow();
+              eld.enable();
+              cpuStart = process.cpuUsage();
+              tBegin = lastSample = performance.now();
+            }
+            if (inWindow && now >= t0 + totalMs) break;
+            return;
+          }
+          const i = order[slot]!;
+          const at = period * TICK_MS + phase(i);
+          if (t0 + at > now) break;
+          if (!inWindow && tBegin === 0 && at >= warmMs) {
             inWindow = true;
             target.beginWindow();
             eld.enable();
             cpuStart = process.cpuUsage();
-            tBegin = performance.now();
-            lastSample = tBegin;
+            tBegin = lastSample = performance.now();
           }
-          if (next === totalTicks) {
-            const cpu = process.cpuUsage(cpuStart);
-            cpuUs = cpu.user + cpu.system;
-            tEnd = performance.now();
-            eld.disable();
-            target.endWindow();
-            inWindow = false;
-            clearInterval(timer);
-            resolve();
-            return;
+          if (at >= totalMs) break;
+          const l = period - firstPeriod[slot]!;
+          if (l >= 0) {
+            if (inWindow) generatorLateMax = Math.max(generatorLateMax, now - (t0 + at));
+            push(i, l);
           }
-          if (inWindow) generatorLateMax = Math.max(generatorLateMax, performance.now() - due(next));
-          runTick(next);
-          next++;
+          if (++slot === n) {
+            slot = 0;
+            period++;
+          }
+        }
+        if (inWindow && (n === 0 ? now >= t0 + totalMs : period * TICK_MS + phase(order[slot]!) >= totalMs)) {
+          const cpu = process.cpuUsage(cpuStart);
+          cpuUs = cpu.user + cpu.system;
+          tEnd = performance.now();
+          eld.disable();
+          target.endWindow();
+          inWindow = false;
+          clearInterval(timer);
+          resolve();
+          return;
         }
         if (inWindow && now - lastSample >= 100) {
           lastSample = now;
@@ -184,18 +213,22 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
         clearInterval(timer);
         reject(err);
       }
-    }, TICK_MS);
+    }, 1);
   });
 
   // Grace: let in-window frames arrive.
   const graceEnd = performance.now() + GRACE_MS;
-  const inWin = (tick: number): boolean => tick >= warmTicks && tick < totalTicks;
+  /** Is stream i's push l inside the measured window? */
+  const inWin = (i: number, l: number): boolean => {
+    const at = startMs[i]! + l * TICK_MS;
+    return at >= warmMs && at < totalMs;
+  };
   const outstanding = (): number => {
     let missing = 0;
     for (let i = 0; i < n; i++) {
       const up = upDone[i]!, dn = downDone[i]!;
-      for (let u = 0; u < up.length; u++) if (inWin(startTick[i]! + u * CHUNKS_PER_FRAME) && up[u] === 0) missing++;
-      for (let f = 0; f < dn.length; f++) if (inWin(startTick[i]! + target.completing[f]!) && dn[f] === 0) missing++;
+      for (let u = 0; u < up.length; u++) if (inWin(i, u * CHUNKS_PER_FRAME) && up[u] === 0) missing++;
+      for (let f = 0; f < dn.length; f++) if (inWin(i, target.completing[f]!) && dn[f] === 0) missing++;
     }
     return missing;
   };
@@ -210,27 +243,25 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   for (let i = 0; i < n; i++) {
     const up = upDone[i]!, dn = downDone[i]!;
     for (let u = 0; u < up.length; u++) {
-      const tick = startTick[i]! + u * CHUNKS_PER_FRAME;
-      if (!inWin(tick)) continue;
+      if (!inWin(i, u * CHUNKS_PER_FRAME)) continue;
       expected++;
       if (up[u] === 0) { missing++; continue; }
       received++;
       const lat = up[u]! - upPush[i]![u]!;
       upLat[nu++] = lat;
       allLat[na++] = lat;
-      if (up[u]! - due(tick) > LATE_MS) late++;
+      if (up[u]! - due(i, u * CHUNKS_PER_FRAME) > LATE_MS) late++;
     }
     for (let f = 0; f < dn.length; f++) {
       const c = target.completing[f]!;
-      const tick = startTick[i]! + c;
-      if (!inWin(tick)) continue;
+      if (!inWin(i, c)) continue;
       expected++;
       if (dn[f] === 0) { missing++; continue; }
       received++;
       const lat = dn[f]! - downPush[i]![c]!;
       downLat[nd++] = lat;
       allLat[na++] = lat;
-      if (dn[f]! - due(tick) > LATE_MS) late++;
+      if (dn[f]! - due(i, c) > LATE_MS) late++;
     }
   }
   const windowS = (tEnd - tBegin) / 1000;
@@ -258,7 +289,7 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   result.drops = late + missing + Object.values(result.pipelineDrops).reduce((a, b) => a + b, 0);
 
   if (capture && req.captureFile) {
-    result.capture = writeCapture(req.captureFile, creds[0]!, captured, startTick[0]!, warmTicks, totalTicks, target.completing, chunkOffset[0]!);
+    result.capture = writeCapture(req.captureFile, creds[0]!, captured, (l) => inWin(0, l), target.completing, chunkOffset[0]!);
   }
   // The target is not closed here: the child sends the result first and then exits (terminating
   // the predecessor's workers while they still chew on a backlog can abort inside @discordjs/opus).
@@ -270,12 +301,11 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
  * at 16 kHz, and the matching stretch of the 16 kHz fixture as reference (same speech, rendered by
  * sox from the same source as the 48 kHz input).
  */
-function writeCapture(file: string, cred: StreamCredentials, captured: Map<number, Uint8Array>, start: number, warmTicks: number, totalTicks: number,
+function writeCapture(file: string, cred: StreamCredentials, captured: Map<number, Uint8Array>, inWindow: (push: number) => boolean,
   completing: Int32Array, chunkOffset: number): { file: string; frames: number; refFile: string } {
   const frames: number[] = [];
   for (let f = 0; f < completing.length; f++) {
-    const tick = start + completing[f]!;
-    if (tick >= warmTicks && tick < totalTicks) frames.push(f);
+    if (inWindow(completing[f]!)) frames.push(f);
   }
   const dec = new OpusDecoder({ sampleRate: 24000, channels: 1 });
   const rs = new Resampler({ inputRate: 24000, outputRate: 16000 });

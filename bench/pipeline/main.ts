@@ -23,6 +23,9 @@ Options:
   --warmup MS      warm-up per run (default 2000, --quick 1000)
   --measure MS     measured window per run (default 8000, --quick 3000)
   --max-streams N  upper bound of the search (default 1500)
+  --aligned        start every stream on the same 10 ms grid, so all streams push in the same
+                   timer turn (worst-case bursts; the default gives each stream its own phase,
+                   as independent devices and LiveKit subscriptions have)
   --no-quality     skip the speech-quality (PESQ) measurements
   --no-retry       do not confirm a failed run with a second run (default: confirm, except --quick)
   --pipeline-options JSON
@@ -49,6 +52,8 @@ interface Options {
   maxStreams: number;
   quality: boolean;
   retry: boolean;
+  /** Every stream on the 10 ms grid (worst-case bursts) instead of independent phases. */
+  aligned: boolean;
   /** AudioPipeline options for every run of ours (experiments). */
   pipelineOptions?: Record<string, number | boolean>;
 }
@@ -56,7 +61,7 @@ interface Options {
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options | 'help' {
-  let quick = false, json = false, quality = true, retry: boolean | undefined;
+  let quick = false, json = false, quality = true, aligned = false, retry: boolean | undefined;
   let warmup: number | undefined, measure: number | undefined, maxStreams = 1500;
   let pipelineOptions: Record<string, number | boolean> | undefined;
   let jsonFile: string | undefined;
@@ -80,6 +85,7 @@ function parseArgs(argv: string[]): Options | 'help' {
         break;
       }
       case '--no-quality': quality = false; break;
+      case '--aligned': aligned = true; break;
       case '--no-retry': retry = false; break;
       case '--nice': nice = intArg('--nice', value(), -20, 19); break;
       case '--retry': retry = true; break;
@@ -98,7 +104,7 @@ function parseArgs(argv: string[]): Options | 'help' {
       default: throw new UsageError(`unknown option '${a}'`);
     }
   }
-  return { quick, json, jsonFile, nice, quality, maxStreams, retry: retry ?? !quick, pipelineOptions, warmupMs: warmup ?? (quick ? 1000 : 2000), measureMs: measure ?? (quick ? 3000 : 8000) };
+  return { quick, json, jsonFile, nice, quality, aligned, maxStreams, retry: retry ?? !quick, pipelineOptions, warmupMs: warmup ?? (quick ? 1000 : 2000), measureMs: measure ?? (quick ? 3000 : 8000) };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -195,6 +201,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
   const load = async (label: string, design: LoadRequest['design'], settings: Settings, adaptive: boolean, streams: number): Promise<LoadResult | undefined> => {
     const req: LoadRequest = {
       kind: 'load', design, settings, adaptive, streams, warmupMs: o.warmupMs, measureMs: o.measureMs,
+      ...(o.aligned ? { aligned: true } : {}),
       captureFile: o.quality ? join(dir, `capture-${++captureSeq}.s16`) : undefined,
       ...(design === 'ours' && o.pipelineOptions ? { pipelineOptions: o.pipelineOptions } : {}),
     };
@@ -360,7 +367,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
       loadavgStart: loadStart.map((x) => Math.round(x * 100) / 100), loadavgEnd: loadavg().map((x) => Math.round(x * 100) / 100),
       loadavgDuringRuns: loadSeen.length ? [Math.min(...loadSeen), Math.max(...loadSeen)].map((x) => Math.round(x * 100) / 100) : [],
     },
-    settings: { warmupMs: o.warmupMs, measureMs: o.measureMs, quick: o.quick, maxStreams: o.maxStreams, retry: o.retry, nice: o.nice, pipelineOptions: o.pipelineOptions },
+    settings: { warmupMs: o.warmupMs, measureMs: o.measureMs, aligned: o.aligned, quick: o.quick, maxStreams: o.maxStreams, retry: o.retry, nice: o.nice, pipelineOptions: o.pipelineOptions },
     tight,
     idleMsPerS,
     searches: { a, 'ours-equal': oursEqual, 'ours-default-fixed': oursFixed, 'ours-default-adaptive': oursAdaptive },

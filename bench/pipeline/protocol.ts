@@ -16,6 +16,9 @@ export interface LoadRequest {
   measureMs: number;
   /** Ours only: AudioPipeline options overriding the product defaults (experiments; none by default). */
   pipelineOptions?: Record<string, number | boolean>;
+  /** Start every stream on the 10 ms grid (all streams push in the same timer turn) instead of at
+   *  independent phases: the worst-case burst pattern. */
+  aligned?: boolean;
   /** Keep stream 0's downlink audio of the measured window and write it (16 kHz s16) here. */
   captureFile?: string;
 }

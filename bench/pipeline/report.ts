@@ -30,7 +30,7 @@ export interface Target {
 export interface BenchReport {
   date: string;
   machine: { cpu: string; cores: number; os: string; node: string; loadavgStart: number[]; loadavgEnd: number[]; loadavgDuringRuns: number[] };
-  settings: { warmupMs: number; measureMs: number; quick: boolean; maxStreams: number; retry: boolean; nice: number; pipelineOptions?: Record<string, number | boolean> };
+  settings: { warmupMs: number; measureMs: number; aligned: boolean; quick: boolean; maxStreams: number; retry: boolean; nice: number; pipelineOptions?: Record<string, number | boolean> };
   tight: Partial<Record<Settings, TightResult>>;
   /** CPU of the apparatus alone (generator timer + event-loop monitor, no streams), ms per second. */
   idleMsPerS: number | undefined;
@@ -187,7 +187,7 @@ export function render(rep: BenchReport): string {
     ...(Math.max(m.loadavgStart[0]!, m.loadavgEnd[0]!, ...m.loadavgDuringRuns) > m.cores
       ? [`WARNING: load average above the ${m.cores} cores: other processes took CPU during the runs; max N values (both designs) are lower and noisier than on a quiet machine — compare within this run only`]
       : []),
-    `runs: warm-up ${rep.settings.warmupMs} ms + ${rep.settings.measureMs} ms measured, each a fresh process${rep.settings.nice ? ` at niceness ${rep.settings.nice} (both designs and (b) alike)` : ''}; sustained = 0 drops ` +
+    `streams: ${rep.settings.aligned ? 'aligned on one 10 ms grid (worst-case bursts)' : 'independent phases'}; runs: warm-up ${rep.settings.warmupMs} ms + ${rep.settings.measureMs} ms measured, each a fresh process${rep.settings.nice ? ` at niceness ${rep.settings.nice} (both designs and (b) alike)` : ''}; sustained = 0 drops ` +
       '(pipeline drop counters + frames output > 60 ms after due + frames never output) and p99 latency <= 10 ms up and down',
     ...(rep.settings.pipelineOptions ? [`EXPERIMENT: every run of ours with AudioPipeline options ${JSON.stringify(rep.settings.pipelineOptions)} (not the product defaults)`] : []),
     '',
