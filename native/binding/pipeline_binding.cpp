@@ -36,6 +36,8 @@ struct Core : std::enable_shared_from_this<Core> {
   std::shared_ptr<pipeline::MetricsBlock> metrics;
   std::unique_ptr<Scheduler> scheduler;
   napi_ref dispatcher = nullptr;
+  // Wakes the event loop to deliver results a worker finished while it goes on with other streams.
+  napi_threadsafe_function early_delivery = nullptr;
   std::vector<Task*> idle_tasks;
   std::vector<Result> delivering;
   int in_flight = 0;
@@ -47,6 +49,7 @@ struct Core : std::enable_shared_from_this<Core> {
       delete t;
     }
     if (dispatcher) napi_delete_reference(env, dispatcher);
+    if (early_delivery) napi_release_threadsafe_function(early_delivery, napi_tsfn_abort);
   }
 
   void start_workers();
@@ -69,6 +72,18 @@ void CompleteTask(napi_env env, napi_status status, void* data) {
   core->deliver();
   core->start_workers();
 }
+
+// The early-delivery call on the main thread. Its context is a weak reference: a call may still be
+// queued when the Core is gone (it then does nothing).
+void DeliverEarly(napi_env env, napi_value, void* context, void*) {
+  if (env == nullptr) return;  // environment shutting down
+  std::shared_ptr<Core> core = static_cast<std::weak_ptr<Core>*>(context)->lock();
+  if (!core || core->closed) return;
+  Napi::HandleScope scope(env);
+  core->deliver();
+}
+
+void FinalizeEarlyDelivery(napi_env, void* context, void*) { delete static_cast<std::weak_ptr<Core>*>(context); }
 
 void Core::start_workers() {
   if (closed) return;
@@ -204,6 +219,16 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     core_->metrics = std::make_shared<pipeline::MetricsBlock>();
     core_->scheduler = std::make_unique<Scheduler>(so, core_->metrics);
     napi_create_reference(env, info[1], 1, &core_->dispatcher);
+    napi_value name = Napi::String::New(env, "xiaozhi-gateway:pipeline-early-delivery");
+    auto* weak = new std::weak_ptr<Core>(core_);
+    if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, FinalizeEarlyDelivery, weak,
+                                        DeliverEarly, &core_->early_delivery) != napi_ok) {
+      delete weak;
+      throw Napi::Error::New(env, "napi_create_threadsafe_function failed");
+    }
+    napi_unref_threadsafe_function(env, core_->early_delivery);  // never keeps the process alive
+    napi_threadsafe_function tsfn = core_->early_delivery;
+    core_->scheduler->set_results_notifier([tsfn] { napi_call_threadsafe_function(tsfn, nullptr, napi_tsfn_nonblocking); });
   }
 
   ~PipelineWrap() override {

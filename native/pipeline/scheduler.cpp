@@ -265,6 +265,7 @@ void Scheduler::take_results(std::vector<Result>& out) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     out.swap(results_);
+    notified_ = false;
     // Results of streams closed after they were produced are discarded here, on the main thread.
     size_t kept = 0;
     for (Result& r : out) {
@@ -380,6 +381,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       item.slab = nullptr;
     }
     Stream* to_delete = nullptr;
+    bool notify = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       for (const Result& r : scratch->results) {
@@ -402,7 +404,13 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
         // Items left that cannot produce output wait for the next one that can.
         if (s->waking > 0) push_ready_locked(s); else s->scheduled = false;
       }
+      // More streams to go in this task: hand what is finished to JS now rather than at the end.
+      if (notifier_ && !notified_ && !results_.empty() && ready_head_ && now_ns() < deadline) {
+        notified_ = true;
+        notify = true;
+      }
     }
+    if (notify) notifier_();
     scratch->results.clear();
     delete to_delete;
     if (now_ns() >= deadline) break;

@@ -11,7 +11,9 @@
 //  * Results are appended to one shared list right after a stream's chunk is processed and before
 //    the stream can be picked again, so results of a stream are always in input order, whichever
 //    worker finishes first. take_results() (main thread) swaps the whole list out: one completion
-//    hands every finished result to JavaScript.
+//    hands every finished result to JavaScript. A worker that goes on to another stream first
+//    calls the results notifier (once until the next take_results), so results finished early in
+//    a long task do not wait for the whole task.
 //  * The encoder ladder moves with the frame queue wait (push -> processing start): down one rung
 //    when more than 5 % of a 250 ms window waited longer than the budget, up one rung after 3 s in
 //    which nothing waited longer than half the budget.
@@ -19,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -77,6 +80,10 @@ class Scheduler {
   int ladder_level() const { return ladder_level_.load(std::memory_order_relaxed); }
   void set_ladder_level(int level);  // manual override (tests, benchmarks)
 
+  // Called from a worker thread when results are waiting and the worker goes on to another stream;
+  // the callee makes the main thread call take_results() soon. Set before any worker runs.
+  void set_results_notifier(std::function<void()> notifier) { notifier_ = std::move(notifier); }
+
   // --- threadpool thread ---
   void run_worker(uint64_t queued_at_ns);
 
@@ -105,6 +112,9 @@ class Scheduler {
   int tasks_outstanding_ = 0;  // started and not yet completed on the main thread
   uint32_t next_id_ = 1;
   size_t queued_up_ = 0, queued_down_ = 0, queued_peak_ = 0;
+
+  std::function<void()> notifier_;
+  bool notified_ = false;  // a notification is pending (guarded by mutex_)
 
   std::atomic<int> ladder_level_{0};
   std::atomic<uint64_t> window_items_{0};
