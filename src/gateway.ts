@@ -10,7 +10,7 @@ import { EchoAgentBackend } from './agent/echo-agent.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
 import { DownlinkPacer } from './device/downlink-pacer.js';
-import { createOtaHandler } from './device/ota.js';
+import { createOtaHandler, FirmwareVersions } from './device/ota.js';
 import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps } from './device/session.js';
 import { UdpAudioServer } from './device/udp-server.js';
 import { createHttpServer } from './http-server.js';
@@ -50,10 +50,11 @@ export class Gateway {
   #sweep: ReturnType<typeof setInterval>;
   #state: 'running' | 'stopping' | 'stopped' = 'running';
   #now: () => number;
+  #firmware: FirmwareVersions;
 
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
-    http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number;
+    http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
   }) {
     this.config = init.config;
     this.logger = init.logger;
@@ -65,6 +66,7 @@ export class Gateway {
     this.#agents = init.agents;
     this.ports = init.ports;
     this.#now = init.now;
+    this.#firmware = init.firmware;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -115,6 +117,7 @@ export class Gateway {
     const brokerPorts = await broker.start();
     const udpPort = await udp.listen(config.udpPort, config.udpHost);
     const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;
+    const firmware = new FirmwareVersions(Math.max(10_000, config.maxConnections));
     const ota = createOtaHandler({
       publicHost: config.publicHost,
       mqttPort: publicMqttPort,
@@ -124,6 +127,9 @@ export class Gateway {
       keepalive: config.keepaliveS,
       timezoneOffsetMinutes: config.timezoneOffsetMinutes,
       logger: logger.child({ component: 'ota' }),
+      onDevice: (d) => {
+        if (d.firmwareVersion) firmware.set(d.mac, d.firmwareVersion);
+      },
     });
     const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false });
     const httpPort = await new Promise<number>((resolve, reject) => {
@@ -135,7 +141,7 @@ export class Gateway {
       });
     });
     const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-    gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now });
+    gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware });
     gateway.#wire();
     logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
     return gateway;
@@ -161,6 +167,7 @@ export class Gateway {
       count: (c: GatewayCounter, n = 1) => this.#count(c, n),
       logger: this.logger,
       now: this.#now,
+      firmwareVersion: (mac) => this.#firmware.get(mac),
     };
   }
 

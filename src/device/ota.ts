@@ -84,6 +84,32 @@ export interface OtaHandlerOptions {
   maxBodyBytes?: number;
   /** Take the client address from the first X-Forwarded-For entry (only behind a trusted proxy). */
   trustProxy?: boolean;
+  /** Called for every configured device (e.g. to remember its firmware version for its sessions). */
+  onDevice?: (device: OtaDeviceInfo) => void;
+}
+
+/**
+ * Firmware version per device MAC, as last seen at OTA (the User-Agent "<board>/<version>", else
+ * body.application.version). The MQTT hello does not carry it, and the device asks OTA at every
+ * boot, so sessions look it up here. Bounded: the oldest entries go first.
+ */
+export class FirmwareVersions {
+  readonly #m = new Map<string, string>();
+  constructor(readonly max = 10_000) {}
+
+  set(mac: string, version: string): void {
+    this.#m.delete(mac);
+    this.#m.set(mac, version);
+    if (this.#m.size > this.max) this.#m.delete(this.#m.keys().next().value!);
+  }
+
+  get(mac: string): string | undefined {
+    return this.#m.get(mac);
+  }
+
+  get size(): number {
+    return this.#m.size;
+  }
 }
 
 export interface OtaReply {
@@ -332,6 +358,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
       offer = chosen === undefined ? undefined : validateOffer(chosen, 'firmware()');
     }
     if (offer) result.firmware = { version: offer.version, url: offer.url, force: offer.force ? 1 : 0 };
+    options.onDevice?.(info);
 
     log.info({
       method: req.method, mac, uuid, remoteIp, board: info.board, firmwareVersion: info.firmwareVersion,

@@ -58,6 +58,8 @@ export interface SessionDeps {
   count(counter: GatewayCounter, n?: number): void;
   logger: Logger;
   now(): number;
+  /** The device's firmware version as last seen at OTA (the hello does not carry it). */
+  firmwareVersion?(mac: string): string | undefined;
 }
 
 export type SessionState = 'opening' | 'idle' | 'listening' | 'speaking' | 'closed';
@@ -120,6 +122,8 @@ export class AudioSession implements PacedSession {
   #limiter: RateLimiter;
   #wrongRateLogged = false;
   #listenMode: ListenMode = 'auto';
+  /** A wake word (listen detect) said before the agent was attached: handed over on attach. */
+  #wakeWord: string | null = null;
   #listenEpoch = 0;
   readonly #deps: SessionDeps;
   readonly #connection: DeviceConnection;
@@ -185,10 +189,12 @@ export class AudioSession implements PacedSession {
 
   /** Connects the agent after the hello reply went out (the device waits only 10 s for it). */
   async attachAgent(hello: Hello): Promise<void> {
+    const firmwareVersion = this.#deps.firmwareVersion?.(this.#connection.identity.mac);
     const agent = await this.#deps.agents.createSession({
       deviceId: this.#connection.identity.mac,
       clientId: this.#connection.identity.clientId,
       sessionId: this.sessionId,
+      ...(firmwareVersion ? { firmwareVersion } : {}),
       features: hello.features ?? {},
       inputSampleRate: this.#deps.config.agentSampleRate,
       logger: this.logger,
@@ -198,7 +204,9 @@ export class AudioSession implements PacedSession {
       return;
     }
     this.#agent = agent;
-    // The device may have started listening while the agent was connecting.
+    // The device may have started listening (and said its wake word) while the agent was connecting.
+    if (this.#wakeWord !== null) agent.wakeWord(this.#wakeWord);
+    this.#wakeWord = null;
     if (this.state === 'listening') agent.listenStart(this.#listenMode);
     agent.on('audio', (pcm, rate) => {
       if (rate !== this.#deps.config.agentSampleRate) {
@@ -248,8 +256,10 @@ export class AudioSession implements PacedSession {
         if (this.state !== 'closed') this.#uplink.drain(epoch);
       }, LISTEN_STOP_GRACE_MS);
       timer.unref();
+    } else if (this.#agent) {
+      this.#agent.wakeWord(text ?? '');
     } else {
-      this.#agent?.wakeWord(text ?? '');
+      this.#wakeWord = text ?? '';
     }
   }
 

@@ -6,6 +6,12 @@ export const ATTR_AGENT_STATE = 'lk.agent.state';
 /** Set by livekit-server on a dispatched agent's participant: the worker's agent name. */
 export const ATTR_AGENT_NAME = 'lk.agent_name';
 
+/**
+ * Text input to the agent: LiveKit Agents' RoomIO reads text streams on this topic from the linked
+ * participant as a user turn (it interrupts the agent and replies; `text_enabled`, on by default).
+ */
+export const TOPIC_CHAT = 'lk.chat';
+
 /** Text streams carrying transcriptions (user STT and agent speech). */
 export const TOPIC_TRANSCRIPTION = 'lk.transcription';
 export const ATTR_TRANSCRIBED_TRACK_ID = 'lk.transcribed_track_id';

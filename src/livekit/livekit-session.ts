@@ -24,7 +24,7 @@ import {
 import { AgentDispatchClient } from 'livekit-server-sdk';
 import type { Logger } from 'pino';
 import type { AgentEvents, AgentSession, AgentSessionInfo, ListenMode } from '../agent/agent-backend.js';
-import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
+import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_CHAT, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
 import { DownlinkGate, type DownlinkGateOptions } from './downlink-gate.js';
 import { deviceToken, dispatchMetadata, participantIdentity, roomName } from './identity.js';
 import { McpRelay } from './mcp-relay.js';
@@ -53,6 +53,12 @@ export interface LivekitSessionOptions {
   agentFrameMs?: number;
   /** After the agent leaves, the end of its last words still reaches the device (ms). Default 400. */
   agentLeaveGraceMs?: number;
+  /**
+   * The device's wake word goes to the agent as text on lk.chat once the agent reports a ready state
+   * (listening / thinking / speaking); an agent that never sets lk.agent.state gets it this long
+   * after it joined (ms). Default 3000.
+   */
+  wakeWordFallbackMs?: number;
   gate?: Partial<Omit<DownlinkGateOptions, 'audio' | 'end' | 'start' | 'sampleRate'>>;
   probe?: LivekitProbe;
 }
@@ -89,6 +95,26 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/**
+ * Releases an rtc-node object's native (FFI) handle now, where a failure can be caught, instead of
+ * leaving it to the garbage collector. rtc-node drops handles from a finalizer, and a finalizer that
+ * finds its handle already gone throws "trying to drop an invalid handle", which ends the process.
+ * That happens to a Room whose connect callback the event loop handled more than 15 s late (the FFI
+ * then closes the room and drops its handle itself, and connect() fails); disposing it here marks
+ * the wrapper disposed, so the finalizer has nothing left to do. Idempotent.
+ */
+export function releaseFfiHandle(obj: unknown): boolean {
+  const o = obj as { ffiHandle?: { dispose?(): void }; ffi_handle?: { dispose?(): void } } | null | undefined;
+  const h = o?.ffiHandle ?? o?.ffi_handle;
+  if (!h?.dispose) return true;
+  try {
+    h.dispose();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function httpUrl(url: string): string {
   return url.replace(/^ws(s?):\/\//, 'http$1://');
 }
@@ -111,6 +137,11 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #uplink: UplinkCapture;
   #mcp: McpRelay | null = null;
   #agentWait: ReturnType<typeof setTimeout> | null = null;
+  #agentJoinedAt = 0;
+  #wakeWord: string | null = null;
+  #wakeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** room.connect() until it settles: close() must not leave a connect that completes later behind. */
+  #connecting: Promise<void> | null = null;
   #leaveTimer: ReturnType<typeof setTimeout> | null = null;
   #listenMode: ListenMode = 'auto';
   #reconnecting = false;
@@ -204,7 +235,13 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     try {
       this.#stats.rooms++;
       this.#counted.room = true;
-      await withTimeout(room.connect(o.url, token, { autoSubscribe: false, dynacast: false }), timeout, `joining LiveKit room ${this.roomName}`);
+      const connecting = room.connect(o.url, token, { autoSubscribe: false, dynacast: false });
+      this.#connecting = connecting;
+      const settled = () => {
+        if (this.#connecting === connecting) this.#connecting = null;
+      };
+      connecting.then(settled, settled);
+      await withTimeout(connecting, timeout, `joining LiveKit room ${this.roomName}`);
       if (this.#closed) throw new Error('session closed while joining the room');
       // A short native queue: captureFrame pushes back beyond it, and UplinkCapture drops the
       // oldest, so a network burst from the device does not turn into standing uplink latency.
@@ -273,8 +310,53 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#listenMode === 'manual') this.#callAgent(this.#o.turnMethods?.end ?? RPC_END_TURN);
   }
 
-  wakeWord(_text: string): void {
-    // The agent hears the device's audio; the wake word itself is not a user turn.
+  /**
+   * The device woke up on its wake word (listen detect). It goes to the agent as user text on lk.chat,
+   * what LiveKit Agents reads as a typed user turn (RoomIO text input: interrupt, then reply), so an
+   * off-the-shelf agent answers the wake word like xiaozhi servers do. The device says it right
+   * after hello, before the agent has joined or started: it is held (the latest one) until the agent
+   * is ready to read it (see wakeWordFallbackMs).
+   */
+  wakeWord(text: string): void {
+    const t = text.trim();
+    if (this.#closed || !t) return;
+    this.#wakeWord = t;
+    this.#flushWakeWord();
+  }
+
+  #flushWakeWord(): void {
+    const agent = this.#agent;
+    const lp = this.#room.localParticipant;
+    const text = this.#wakeWord;
+    if (this.#closed || !text || !agent || !lp) return;
+    const ready = this.#agentState !== null && this.#agentState !== 'initializing';
+    if (!ready) {
+      // Before its session starts an agent has no lk.chat handler yet, and a text stream nobody
+      // handles is dropped. Agents that never report a state get it after a grace period.
+      if (this.#agentState === null && !this.#wakeTimer) {
+        const wait = Math.max(0, this.#agentJoinedAt + (this.#o.wakeWordFallbackMs ?? 3000) - performance.now());
+        this.#wakeTimer = setTimeout(() => {
+          this.#wakeTimer = null;
+          if (this.#agent === agent && this.#agentState === null) this.#sendWakeWord(agent.identity);
+          else this.#flushWakeWord();
+        }, wait);
+      }
+      return;
+    }
+    this.#sendWakeWord(agent.identity);
+  }
+
+  #sendWakeWord(agentIdentity: string): void {
+    const lp = this.#room.localParticipant;
+    const text = this.#wakeWord;
+    if (this.#closed || !text || !lp) return;
+    this.#wakeWord = null;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = null;
+    lp.sendText(text, { topic: TOPIC_CHAT, destinationIdentities: [agentIdentity] }).then(
+      () => this.#log.debug({ agent: agentIdentity }, 'wake word sent to the agent (lk.chat)'),
+      (err: unknown) => this.#log.debug({ err }, 'sending the wake word to the agent failed'),
+    );
   }
 
   interrupt(): void {
@@ -311,10 +393,12 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #considerAgent(p: RemoteParticipant): void {
     if (this.#closed || this.#agent || !this.#isAgent(p)) return;
     this.#agent = p;
+    this.#agentJoinedAt = performance.now();
     this.#everHadAgent = true;
     this.#clearAgentWait();
     this.#log.info({ agent: p.identity, state: p.attributes[ATTR_AGENT_STATE] }, 'agent joined');
     this.#readAgentState();
+    this.#flushWakeWord();
     for (const pub of p.trackPublications.values()) this.#maybeSubscribe(pub, p);
     // Audio an avatar publishes on the agent's behalf counts as the agent's.
     for (const other of this.#room.remoteParticipants.values()) {
@@ -371,6 +455,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (!s || s === this.#agentState) return;
     this.#agentState = s;
     this.#gate.setAgentState(s);
+    if (this.#wakeWord) this.#flushWakeWord();
     if (s === 'thinking') this.emit('state', 'thinking');
     // 'listening' after speaking is reported when the turn's audio tail is out (gate end()).
     else if (s === 'listening' && !this.#gate.inTurn) this.emit('state', 'listening');
@@ -380,6 +465,8 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#closed || !this.#agent || p.identity !== this.#agent.identity) return;
     this.#agent = null;
     this.#agentState = null;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = null;
     this.#stopStream();
     // Around a reconnection the server may have lost the agent with the room; it can be
     // dispatched again: wait for it as at the start rather than ending the device's session.
@@ -448,11 +535,24 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.emit('end', reason);
   }
 
+  /** Leaves the room (if it is connected, even half-way) and releases its native handle. Never throws. */
+  async #leaveRoom(timeoutMs: number): Promise<void> {
+    const room = this.#room;
+    try {
+      if (room.isConnected) await withTimeout(room.disconnect(), timeoutMs, 'leaving the room');
+    } catch (err) {
+      this.#log.warn({ err }, 'leaving the LiveKit room failed');
+    }
+    if (!releaseFfiHandle(room)) this.#log.warn({ room: this.roomName }, 'the LiveKit room handle was already gone (the FFI closed the room: its connect was handled too late, event loop overloaded?)');
+  }
+
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#clearAgentWait();
     if (this.#leaveTimer) clearTimeout(this.#leaveTimer);
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = null;
     this.#gate.close();
     this.#uplink.close();
     this.#mcp?.close();
@@ -463,10 +563,17 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       if (this.#mcp && room.localParticipant) room.localParticipant.unregisterRpcMethod(this.#o.mcpMethod);
     } catch {}
     room.unregisterTextStreamHandler(TOPIC_TRANSCRIPTION);
-    try {
-      if (room.isConnected) await withTimeout(room.disconnect(), 5000, 'leaving the room');
-    } catch (err) {
-      this.#log.warn({ err }, 'leaving the LiveKit room failed');
+    // The agent's tracks first: leaving the room drops their native handles on the FFI side (and
+    // puts placeholders back), racing a finalizer that drops them at the same time.
+    for (const p of room.remoteParticipants.values()) {
+      for (const pub of p.trackPublications.values()) if (pub.track) releaseFfiHandle(pub.track);
+    }
+    const connecting = this.#connecting;
+    if (connecting) {
+      // Joining timed out but is still under way: leave once it is done, whichever way it ends.
+      void connecting.catch(() => {}).then(() => this.#leaveRoom(5000)).catch(() => {});
+    } else {
+      await this.#leaveRoom(5000);
     }
     room.removeAllListeners();
     if (this.#track) {

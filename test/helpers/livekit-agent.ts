@@ -185,6 +185,8 @@ export class TestAgent {
   /** What the agent heard from the device's microphone (48 kHz), with arrival times. */
   readonly heard: Array<{ at: number; pcm: Int16Array }> = [];
   readonly rpcCalls: Array<{ method: string; at: number }> = [];
+  /** User text input received on lk.chat (what LiveKit Agents' RoomIO reads as a typed user turn). */
+  readonly chat: Array<{ from: string; text: string; at: number }> = [];
   onLeave: (() => void) | null = null;
   #speaking: { interrupted: boolean } | null = null;
   #left = false;
@@ -207,6 +209,10 @@ export class TestAgent {
         }
         await reader.cancel().catch(() => {});
       })();
+    });
+    // Like RoomIO (text_enabled): registered before the agent reports a ready state.
+    a.room.registerTextStreamHandler('lk.chat', (reader, p) => {
+      void reader.readAll().then((text) => a.chat.push({ from: p.identity, text, at: performance.now() }));
     });
     await a.room.connect(url, token, { autoSubscribe: true, dynacast: false });
     const track = LocalAudioTrack.createAudioTrack('agent-voice', a.source);
