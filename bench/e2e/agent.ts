@@ -1,7 +1,24 @@
 // A minimal agent participant for `bench e2e`: joins a device's room with an agent token, says it
-// is speaking, and speaks without pause (a modulated tone, never silent) at real time.
+// is speaking, and speaks without pause (a modulated tone, never silent) at real time. Nothing
+// else: it subscribes to nothing, runs no STT/LLM/TTS, and its 60 ms frames are computed once and
+// shared by every agent, so N agents cost little more than N published tracks.
 import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
+
+const FRAME = 2880; // 60 ms at 48 kHz
+const FRAMES: Int16Array[] = (() => {
+  // 1 s of tone (50 distinct frames would also do), cyclic: 220 Hz with a 3 Hz envelope.
+  const out: Int16Array[] = [];
+  for (let f = 0; f < 50; f++) {
+    const pcm = new Int16Array(FRAME);
+    for (let i = 0; i < FRAME; i++) {
+      const n = f * FRAME + i;
+      pcm[i] = Math.round((6000 + 3000 * Math.sin((2 * Math.PI * 3 * n) / 48000)) * Math.sin((2 * Math.PI * 220 * n) / 48000));
+    }
+    out.push(pcm);
+  }
+  return out;
+})();
 
 export class BenchAgent {
   readonly room = new Room();
@@ -23,12 +40,9 @@ export class BenchAgent {
 
   /** Speaks 60 ms frames until stop(); the source's queue paces captureFrame at real time. */
   speak(): void {
-    let n = 0;
     this.#done = (async () => {
-      while (!this.#stopped) {
-        const pcm = new Int16Array(2880);
-        for (let i = 0; i < pcm.length; i++, n++) pcm[i] = Math.round((6000 + 3000 * Math.sin((2 * Math.PI * 3 * n) / 48000)) * Math.sin((2 * Math.PI * 220 * n) / 48000));
-        await this.source.captureFrame(new AudioFrame(pcm, 48000, 1, pcm.length));
+      for (let k = 0; !this.#stopped; k++) {
+        await this.source.captureFrame(new AudioFrame(FRAMES[k % FRAMES.length]!, 48000, 1, FRAME));
       }
     })();
   }

@@ -9,6 +9,7 @@ export class BenchDevice {
   mqtt!: MqttClient;
   topic = 'device-server';
   sessionId = '';
+  mac = '';
   key!: Buffer;
   nonce!: Buffer;
   udpPort = 0;
@@ -21,6 +22,7 @@ export class BenchDevice {
 
   static async connect(httpPort: number, mac: string): Promise<BenchDevice> {
     const d = new BenchDevice();
+    d.mac = mac;
     const uuid = '00000000-0000-4000-8000-' + mac.replace(/:/g, '');
     const res = await fetch(`http://127.0.0.1:${httpPort}/xiaozhi/ota/`, {
       method: 'POST',

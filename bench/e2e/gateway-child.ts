@@ -1,8 +1,11 @@
 // The gateway under test for `bench e2e`, in its own process so its CPU is its own: agent backend
-// 'livekit' with probes on the two points the benchmark times (uplink frame captured into the
-// AudioSource, agent frame handed to the downlink pipeline).
+// 'livekit' with probes on the points the benchmark times (uplink frame captured into the
+// AudioSource; agent frame received and handed to the downlink pipeline; downlink datagram built
+// and handed to the pacer; datagram sent by the pacer).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.js';
+import { DownlinkPacer } from '../../src/device/downlink-pacer.js';
+import { AudioSession } from '../../src/device/session.js';
 import { Gateway } from '../../src/gateway.js';
 import { LivekitAgentBackend } from '../../src/livekit/livekit-backend.js';
 import type { ChildConfig, FromChild, ToChild } from './protocol.js';
@@ -14,13 +17,35 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]!) as ChildConfig;
   const uplinkCaptured: Record<string, number[]> = {};
   const downlinkForwarded: Record<string, Array<[number, number]>> = {};
+  const downlinkBuilt: Record<string, number[]> = {};
+  const downlinkSent: Record<string, number[]> = {};
   const forwardedSamples: Record<string, number> = {};
+  const turnEnds: Record<string, number[]> = {};
+  // Instrumentation by wrapping two methods (bench only; nothing in the gateway knows about it).
+  const enqueue = DownlinkPacer.prototype.enqueue;
+  DownlinkPacer.prototype.enqueue = function (this: DownlinkPacer, session, datagram) {
+    const sid = (session as unknown as { sessionId?: string }).sessionId;
+    if (sid) (downlinkBuilt[sid] ??= []).push(abs(performance.now()));
+    return enqueue.call(this, session, datagram);
+  };
+  const endTurn = DownlinkPacer.prototype.endTurn;
+  DownlinkPacer.prototype.endTurn = function (this: DownlinkPacer, session) {
+    const sid = (session as unknown as { sessionId?: string }).sessionId;
+    if (sid) (turnEnds[sid] ??= []).push(abs(performance.now()));
+    return endTurn.call(this, session);
+  };
+  const sendDatagram = AudioSession.prototype.sendDatagram;
+  AudioSession.prototype.sendDatagram = function (this: AudioSession, datagram: Buffer) {
+    const ok = sendDatagram.call(this, datagram);
+    if (ok) (downlinkSent[this.sessionId] ??= []).push(abs(performance.now()));
+    return ok;
+  };
   const config = loadConfig({
     env: {},
     overrides: {
       mqttPort: 0, udpPort: 0, httpPort: 0, publicHost: '127.0.0.1', mqttHost: '127.0.0.1', udpHost: '127.0.0.1', httpHost: '127.0.0.1',
       auth: 'open', logLevel: 'error', agent: 'livekit', maxConnections: 10000,
-      livekitUrl: cfg.livekitUrl, livekitApiKey: cfg.apiKey, livekitApiSecret: cfg.apiSecret, livekitAgentName: '', livekitAgentJoinTimeoutMs: 60000,
+      livekitUrl: cfg.livekitUrl, livekitApiKey: cfg.apiKey, livekitApiSecret: cfg.apiSecret, livekitAgentName: '', livekitAgentJoinTimeoutMs: 120000,
     },
   });
   const backend = LivekitAgentBackend.fromConfig(config, {
@@ -47,7 +72,12 @@ async function main(): Promise<void> {
     } else if (m.type === 'collect') {
       const used = process.cpuUsage(cpu);
       loop.disable();
-      send({ type: 'report', uplinkCaptured, downlinkForwarded, cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall, eventLoopP99Ms: loop.percentile(99) / 1e6, uplinkDropped: backend.stats().uplinkDropped });
+      send({
+        type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
+        cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,
+        eventLoopP99Ms: loop.percentile(99) / 1e6, eventLoopMaxMs: loop.max / 1e6,
+        uplinkDropped: backend.stats().uplinkDropped, livekitSessions: backend.stats().sessions,
+      });
     } else if (m.type === 'stop') {
       await gw.stop();
       process.exit(0);
