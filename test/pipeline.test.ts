@@ -7,7 +7,9 @@
 //    callbacks and from the native metrics block.
 // The threadpool is gated (test/helpers/threadpool.ts) where "everything is queued before any
 // worker runs" must be exact. No assertion is on speed; latencies are printed.
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AudioPipeline,
@@ -804,6 +806,32 @@ describe('close during work', () => {
     expectCoded(() => p.createDownlink(downlinkOpts(packetSink())), TypeError, 'ERR_CLOSED');
     expectCoded(() => p.setEncoderLevel(1), TypeError, 'ERR_CLOSED');
     console.log(`close during work: ${callbacks} callbacks before close, ${c.drop_closed_stream} queued items dropped`);
+  });
+
+  it('the process exits cleanly with pipelines closed, left open, collected, or busy at exit', () => {
+    // Node tears down the early-delivery thread-safe function before it finalizes the pipelines
+    // still alive at exit: the pipeline must not release it a second time (it used to abort).
+    const index = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+    const script = `
+      import { AudioPipeline } from ${JSON.stringify(index)};
+      const key = new Uint8Array(16), nonce = new Uint8Array(16); nonce[0] = 1;
+      const run = (p) => new Promise((res) => {
+        const d = p.createDownlink({ key, nonce, onPacket: () => {}, onTurnEnd: res });
+        for (let i = 0; i < 50; i++) d.push(new Float32Array(480).fill(0.1));
+        d.flush();
+      });
+      const closed = new AudioPipeline(); await run(closed); closed.close();
+      const open = new AudioPipeline(); await run(open);
+      for (let i = 0; i < 3; i++) await run(new AudioPipeline());  // garbage
+      globalThis.gc?.();
+      const busy = new AudioPipeline();
+      const d = busy.createDownlink({ key, nonce, onPacket: () => {}, onTurnEnd: () => {} });
+      for (let i = 0; i < 600; i++) d.push(new Float32Array(480).fill(0.1));
+      console.log('done');`;
+    for (let k = 0; k < 3; k++) {
+      const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+      expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ status: 0, signal: null, stdout: 'done', stderr: '' });
+    }
   });
 
   it('a closed stream rejects everything and its queued work is dropped; others are untouched', async () => {

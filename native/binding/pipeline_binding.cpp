@@ -3,6 +3,7 @@
 // JS dispatcher call (a metadata Uint32Array + one ArrayBuffer with all payloads).
 #include "pipeline_binding.h"
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -37,7 +38,8 @@ struct Core : std::enable_shared_from_this<Core> {
   std::unique_ptr<Scheduler> scheduler;
   napi_ref dispatcher = nullptr;
   // Wakes the event loop to deliver results a worker finished while it goes on with other streams.
-  napi_threadsafe_function early_delivery = nullptr;
+  // Null once Node finalized it (environment teardown), so ~Core does not release it twice.
+  std::atomic<napi_threadsafe_function> early_delivery{nullptr};
   std::vector<Task*> idle_tasks;
   std::vector<Result> delivering;
   int in_flight = 0;
@@ -49,7 +51,7 @@ struct Core : std::enable_shared_from_this<Core> {
       delete t;
     }
     if (dispatcher) napi_delete_reference(env, dispatcher);
-    if (early_delivery) napi_release_threadsafe_function(early_delivery, napi_tsfn_abort);
+    if (napi_threadsafe_function f = early_delivery.exchange(nullptr)) napi_release_threadsafe_function(f, napi_tsfn_abort);
   }
 
   void start_workers();
@@ -83,7 +85,13 @@ void DeliverEarly(napi_env env, napi_value, void* context, void*) {
   core->deliver();
 }
 
-void FinalizeEarlyDelivery(napi_env, void* context, void*) { delete static_cast<std::weak_ptr<Core>*>(context); }
+// Runs when the function is destroyed: after ~Core released it, or at environment teardown, where it
+// runs before the pipeline's own finalizer (which must then not release it again).
+void FinalizeEarlyDelivery(napi_env, void* /*finalize_data*/, void* context) {
+  auto* weak = static_cast<std::weak_ptr<Core>*>(context);
+  if (std::shared_ptr<Core> core = weak->lock()) core->early_delivery.store(nullptr);
+  delete weak;
+}
 
 void Core::start_workers() {
   if (closed) return;
@@ -221,14 +229,19 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     napi_create_reference(env, info[1], 1, &core_->dispatcher);
     napi_value name = Napi::String::New(env, "xiaozhi-gateway:pipeline-early-delivery");
     auto* weak = new std::weak_ptr<Core>(core_);
+    napi_threadsafe_function tsfn = nullptr;
     if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, FinalizeEarlyDelivery, weak,
-                                        DeliverEarly, &core_->early_delivery) != napi_ok) {
+                                        DeliverEarly, &tsfn) != napi_ok) {
       delete weak;
       throw Napi::Error::New(env, "napi_create_threadsafe_function failed");
     }
-    napi_unref_threadsafe_function(env, core_->early_delivery);  // never keeps the process alive
-    napi_threadsafe_function tsfn = core_->early_delivery;
-    core_->scheduler->set_results_notifier([tsfn] { napi_call_threadsafe_function(tsfn, nullptr, napi_tsfn_nonblocking); });
+    napi_unref_threadsafe_function(env, tsfn);  // never keeps the process alive
+    core_->early_delivery.store(tsfn);
+    // Workers run only while a Task holds the Core, so the raw pointer outlives every call.
+    Core* core = core_.get();
+    core_->scheduler->set_results_notifier([core] {
+      if (napi_threadsafe_function f = core->early_delivery.load()) napi_call_threadsafe_function(f, nullptr, napi_tsfn_nonblocking);
+    });
   }
 
   ~PipelineWrap() override {
