@@ -123,7 +123,7 @@ const COUNTER_NAMES = [
   'drop_closed_stream', 'drop_aborted_downlink', 'queue_depth_uplink', 'queue_depth_downlink', 'queue_depth_peak',
   'pool_slabs_in_use', 'pool_slabs_peak', 'pool_misses', 'pool_acquires', 'streams_open', 'workers_active',
   'threadpool_tasks', 'batches_delivered', 'results_delivered', 'encoder_ladder_level', 'encoder_complexity',
-  'encoder_celt_only', 'encoder_ladder_steps_down', 'encoder_ladder_steps_up',
+  'encoder_celt_only', 'encoder_rung_bitrate', 'encoder_ladder_steps_down', 'encoder_ladder_steps_up',
 ] as const;
 type Counters = Record<(typeof COUNTER_NAMES)[number], number>;
 function counters(p: AudioPipeline): Counters {
@@ -1343,17 +1343,17 @@ describe('encoder ladder', () => {
     const p = track(new AudioPipeline({ adaptive: false }));
     const ladder = p.options.ladder;
     expect(ladder).toEqual(DEFAULT_ENCODER_LADDER);
-    const gauges = (): [number, number, number] => {
+    const gauges = (): [number, number, number, number] => {
       const c = counters(p);
-      return [c.encoder_ladder_level, c.encoder_complexity, c.encoder_celt_only];
+      return [c.encoder_ladder_level, c.encoder_complexity, c.encoder_celt_only, c.encoder_rung_bitrate];
     };
-    expect(gauges()).toEqual([0, DEFAULT_DOWNLINK_ENCODER.complexity, 0]);
+    expect(gauges()).toEqual([0, DEFAULT_DOWNLINK_ENCODER.complexity, 0, 0]);
     for (let k = 1; k <= ladder.length; k++) {
       p.setEncoderLevel(k);
-      expect(gauges()).toEqual([k, ladder[k - 1]!.complexity, ladder[k - 1]!.celtOnly ? 1 : 0]);
+      expect(gauges()).toEqual([k, ladder[k - 1]!.complexity, ladder[k - 1]!.celtOnly ? 1 : 0, ladder[k - 1]!.bitrate ?? 0]);
     }
     p.setEncoderLevel(0);
-    expect(gauges()).toEqual([0, DEFAULT_DOWNLINK_ENCODER.complexity, 0]);
+    expect(gauges()).toEqual([0, DEFAULT_DOWNLINK_ENCODER.complexity, 0, 0]);
     expectCoded(() => p.setEncoderLevel(ladder.length + 1), RangeError, 'ERR_OUT_OF_RANGE', 'level');
     expectCoded(() => p.setEncoderLevel(-1), RangeError, 'ERR_OUT_OF_RANGE');
     expectCoded(() => p.setEncoderLevel('1' as never), TypeError, 'ERR_INVALID_ARG_TYPE');
@@ -1373,6 +1373,13 @@ describe('encoder ladder', () => {
     await waitFor(() => follow.packets.length === 20, 'packets at level 0');
     const toc = (s: PacketSink): boolean[] => s.packets.map((pk) => isCelt(openDatagram(KEY, pk.datagram).opus));
     expect(toc(follow)).toEqual([...Array(10).fill(true), ...Array(10).fill(false)]);
+    // The CELT rung also sets its own bitrate (64 kbps vs the stream's 32): about twice the bytes.
+    const bytes = (pks: { datagram: Uint8Array }[]): number => pks.reduce((n, pk) => n + pk.datagram.length - HEADER_BYTES, 0) / pks.length;
+    const rungRate = ladder[celtRung - 1]!.bitrate!;
+    expect(rungRate).toBeGreaterThan(DEFAULT_DOWNLINK_ENCODER.bitrate);
+    const ratio = bytes(follow.packets.slice(0, 10)) / bytes(follow.packets.slice(10));
+    expect(ratio).toBeGreaterThan(0.8 * (rungRate / DEFAULT_DOWNLINK_ENCODER.bitrate));
+    expect(ratio).toBeLessThan(1.25 * (rungRate / DEFAULT_DOWNLINK_ENCODER.bitrate));
     expect(toc(fixed)).toEqual(Array(10).fill(false));
     // Every rung's packets decode to 60 ms frames of the input signal.
     const got = openTurn(follow, NONCE);
@@ -1477,7 +1484,9 @@ describe('validation', () => {
       [{ ladder: 'cheap' }, TypeError, 'ERR_INVALID_ARG_TYPE', 'ladder'],
       [{ ladder: [{ complexity: 11, celtOnly: false }] }, RangeError, 'ERR_OUT_OF_RANGE', 'ladder[0].complexity'],
       [{ ladder: [{ complexity: 3 }] }, TypeError, 'ERR_INVALID_ARG_TYPE', 'ladder[0].celtOnly'],
-      [{ ladder: [{ complexity: 3, celtOnly: false, bitrate: 1 }] }, RangeError, 'ERR_UNKNOWN_OPTION', 'bitrate'],
+      [{ ladder: [{ complexity: 3, celtOnly: false, bitrate: 1 }] }, RangeError, 'ERR_OUT_OF_RANGE', 'ladder[0].bitrate'],
+      [{ ladder: [{ complexity: 3, celtOnly: false, bitrate: 64000.5 }] }, RangeError, 'ERR_OUT_OF_RANGE', 'ladder[0].bitrate'],
+      [{ ladder: [{ complexity: 3, celtOnly: false, kbps: 64 }] }, RangeError, 'ERR_UNKNOWN_OPTION', 'kbps'],
     ];
     for (const [options, kind, code, mention] of bad) {
       expectCoded(() => new AudioPipeline(options as never), kind, code, mention);

@@ -212,7 +212,8 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
         Napi::Value rv = a.Get(i);
         if (!rv.IsObject()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", "options.ladder entries must be objects");
         Napi::Object r = rv.As<Napi::Object>();
-        rungs.push_back({int_option(env, r, "complexity", 5, 0, 10), bool_option(env, r, "celtOnly", false)});
+        rungs.push_back({int_option(env, r, "complexity", 5, 0, 10), bool_option(env, r, "celtOnly", false),
+                         int_option(env, r, "bitrate", 0, 0, 512000)});
       }
       guarded(env, [&] {
         try {

@@ -37,10 +37,12 @@ void DownlinkStream::apply_ladder(ProcessContext& ctx) {
   if (ctx.ladder_level == 0) {
     encoder_.set_complexity(config_.encoder.complexity);
     encoder_.set_celt_only(base_celt_only_);
+    encoder_.set_bitrate(config_.encoder.bitrate);
   } else {
     const EncoderRung& rung = ctx.ladder.rung(ctx.ladder_level - 1);
     encoder_.set_complexity(rung.complexity);
     encoder_.set_celt_only(rung.celt_only);
+    encoder_.set_bitrate(rung.bitrate != 0 ? rung.bitrate : config_.encoder.bitrate);
   }
   applied_level_ = ctx.ladder_level;
 }

@@ -49,6 +49,7 @@ namespace xz::pipeline {
   X(kEncoderLevel, "encoder_ladder_level")               /* G */                        \
   X(kEncoderComplexity, "encoder_complexity")            /* G */                        \
   X(kEncoderCeltOnly, "encoder_celt_only")               /* G: 1 when the ladder forces CELT */ \
+  X(kEncoderRungBitrate, "encoder_rung_bitrate")         /* G: bits/s the rung sets (0 = the streams' own) */ \
   X(kLadderStepsDown, "encoder_ladder_steps_down")                                      \
   X(kLadderStepsUp, "encoder_ladder_steps_up")
 

@@ -283,10 +283,12 @@ void Scheduler::set_ladder_level(int level) {
   if (level == 0) {
     metrics_->set(kEncoderComplexity, static_cast<uint64_t>(options_.base_complexity));
     metrics_->set(kEncoderCeltOnly, 0);
+    metrics_->set(kEncoderRungBitrate, 0);
   } else {
     const EncoderRung& r = options_.ladder.rung(level - 1);
     metrics_->set(kEncoderComplexity, static_cast<uint64_t>(r.complexity));
     metrics_->set(kEncoderCeltOnly, r.celt_only ? 1 : 0);
+    metrics_->set(kEncoderRungBitrate, static_cast<uint64_t>(r.bitrate));
   }
 }
 

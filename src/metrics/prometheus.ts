@@ -25,6 +25,7 @@ class ScrapeMetric {
 const NATIVE_GAUGES = new Set([
   'queue_depth_uplink', 'queue_depth_downlink', 'queue_depth_peak', 'pool_slabs_in_use', 'pool_slabs_peak',
   'streams_open', 'workers_active', 'encoder_ladder_level', 'encoder_complexity', 'encoder_celt_only',
+  'encoder_rung_bitrate',
 ]);
 
 export interface MetricsSources {

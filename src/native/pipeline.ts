@@ -24,14 +24,19 @@ export interface EncoderRung {
   complexity: number;
   /** Force CELT-only coding (the cheapest Opus mode). */
   celtOnly: boolean;
+  /** Bits/s on this rung (default: the stream's own). Bitrate costs bandwidth, hardly any CPU. */
+  bitrate?: number;
 }
 
 /**
  * Default downlink encoder and ladder, chosen by the quality-vs-CPU study (bench/quality-study/run.ts,
  * results in bench/quality-study/RESULTS.md and the README): voip complexity 6 at 32 kbps scores
  * PESQ-WB 4.18 against the predecessor's 4.14 (audio, complexity 9, 25 kbps) for 0.74x its CPU.
- * Each rung is the cheapest setting of its quality group (libopus 1.3.1 codes hybrid 4/5 and 8-10
- * alike): hybrid c4 4.04 (0.59x), CELT c8 3.70 (~0.30x), CELT c5 3.49 (~0.21x), CELT c0 3.29 (~0.09x).
+ * Under load the ladder trades bandwidth for CPU, which keeps the quality at the predecessor's:
+ * bitrate costs the encoder almost nothing, and forced CELT at 64 kbps scores above hybrid at 32.
+ * Measured on the pipeline benchmark's speech (PESQ-WB; predecessor 3.77, level 0 3.83; CPU vs
+ * level 0): hybrid c4 at 40 kbps 3.85 (0.8x), CELT c8 at 64 kbps 4.06 (~0.3x), CELT c0 at 64 kbps
+ * 3.92 (0.14x). At 32 kbps the same CELT rungs score 3.1-3.2: the old ladder lost 0.6 MOS under load.
  */
 export const DEFAULT_DOWNLINK_ENCODER = Object.freeze({
   application: 'voip' as OpusApplication,
@@ -40,10 +45,9 @@ export const DEFAULT_DOWNLINK_ENCODER = Object.freeze({
   signal: 'voice' as OpusSignal,
 });
 export const DEFAULT_ENCODER_LADDER: readonly EncoderRung[] = Object.freeze([
-  { complexity: 4, celtOnly: false },
-  { complexity: 8, celtOnly: true },
-  { complexity: 5, celtOnly: true },
-  { complexity: 0, celtOnly: true },
+  { complexity: 4, celtOnly: false, bitrate: 40000 },
+  { complexity: 8, celtOnly: true, bitrate: 64000 },
+  { complexity: 0, celtOnly: true, bitrate: 64000 },
 ]);
 
 export interface AudioPipelineOptions {
@@ -223,7 +227,7 @@ export class AudioPipeline {
         waitBudgetUs: Math.round(this.options.waitBudgetMs * 1000),
         adaptive: this.options.adaptive,
         baseComplexity: DEFAULT_DOWNLINK_ENCODER.complexity,
-        ladder: ladder.map((r) => ({ complexity: r.complexity, celtOnly: r.celtOnly })),
+        ladder: ladder.map((r) => ({ complexity: r.complexity, celtOnly: r.celtOnly, bitrate: r.bitrate ?? 0 })),
       },
       (meta, data) => this.#dispatch(meta, data),
     );
@@ -505,14 +509,15 @@ function expectOneOfNumbers(name: string, value: unknown, allowed: number[]): nu
 
 function validateLadder(value: unknown): EncoderRung[] {
   if (!Array.isArray(value) || value.length === 0) {
-    throw typeError('ERR_INVALID_ARG_TYPE', `options.ladder: expected a non-empty array of { complexity, celtOnly }, got ${describe(value)}`);
+    throw typeError('ERR_INVALID_ARG_TYPE', `options.ladder: expected a non-empty array of { complexity, celtOnly, bitrate? }, got ${describe(value)}`);
   }
   return value.map((r, i) => {
     const o = expectOptions(`options.ladder[${i}]`, r);
-    rejectUnknownKeys(`options.ladder[${i}]`, o, ['complexity', 'celtOnly']);
+    rejectUnknownKeys(`options.ladder[${i}]`, o, ['complexity', 'celtOnly', 'bitrate']);
     return {
       complexity: expectInteger(`options.ladder[${i}].complexity`, o.complexity, 0, 10),
       celtOnly: expectBoolean(`options.ladder[${i}].celtOnly`, o.celtOnly),
+      ...(o.bitrate === undefined ? {} : { bitrate: expectInteger(`options.ladder[${i}].bitrate`, o.bitrate, 500, 512000) }),
     };
   });
 }
