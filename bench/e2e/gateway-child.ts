@@ -15,7 +15,8 @@ const send = (m: FromChild) => process.send!(m);
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]!) as ChildConfig;
-  const uplinkCaptured: Record<string, number[]> = {};
+  /** Per session: [datagram sequence, captured at] (a concealed frame carries its missing datagram's). */
+  const uplinkCaptured: Record<string, Array<[number, number]>> = {};
   const downlinkForwarded: Record<string, Array<[number, number]>> = {};
   const downlinkBuilt: Record<string, number[]> = {};
   const downlinkSent: Record<string, number[]> = {};
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   const backend = LivekitAgentBackend.fromConfig(config, {
     connectTimeoutMs: 60000,
     probe: {
-      uplinkCaptured: (sid, _samples, _pushedAt, capturedAt) => (uplinkCaptured[sid] ??= []).push(abs(capturedAt)),
+      uplinkCaptured: (sid, _samples, _pushedAt, capturedAt, sequence) => (uplinkCaptured[sid] ??= []).push([sequence ?? -1, abs(capturedAt)]),
       downlinkForwarded: (sid, samples, at) => {
         const end = (forwardedSamples[sid] ?? 0) + samples;
         forwardedSamples[sid] = end;

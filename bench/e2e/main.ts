@@ -132,19 +132,38 @@ function fork2<T extends { type: string }>(script: string, cfg: object, nice: nu
   });
 }
 
+/** Sends `m` and waits for the reply of `type`; rejects on an error reply or if the child dies first. */
 function ask<T>(child: ChildProcess, m: object, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
+    const done = (): void => {
+      child.off('message', on);
+      child.off('exit', onExit);
+    };
     const on = (r: { type: string; message?: string }) => {
       if (r.type === type) {
-        child.off('message', on);
+        done();
         resolve(r as T);
       } else if (r.type === 'error') {
-        child.off('message', on);
+        done();
         reject(new Error(r.message));
       }
     };
+    const onExit = (code: number | null, signal: string | null) => {
+      done();
+      reject(new Error(`${child.spawnfile} child exited (${signal ?? `code ${code}`}) before replying '${type}'`));
+    };
+    if (child.exitCode !== null || child.signalCode !== null) {
+      onExit(child.exitCode, child.signalCode);
+      return;
+    }
     child.on('message', on);
-    child.send(m);
+    child.once('exit', onExit);
+    child.send(m, (err) => {
+      if (err) {
+        done();
+        reject(err);
+      }
+    });
   });
 }
 
@@ -210,11 +229,16 @@ async function run(n: number, seconds: number, server: { url: string; apiKey: st
     let uplinkUnmatched = 0;
     let turnsCut = 0;
     for (const d of devices) {
-      // Uplink: the k-th datagram becomes the k-th captured frame (checked: no drops, counts match).
+      // Uplink: matched by the datagram's sequence (the device sends 1, 2, 3...: d.sent[seq - 1]),
+      // so a frame the bridge dropped costs its own sample, not the alignment of every later one.
       const cap = report.uplinkCaptured[d.sessionId] ?? [];
-      if (cap.length > d.sent.length) uplinkUnmatched++;
-      for (let k = 0; k < Math.min(cap.length, d.sent.length); k++) {
-        if (d.sent[k]! >= markAbs && cap[k]! <= endAbs) up.push(cap[k]! - d.sent[k]!);
+      for (const [seq, at] of cap) {
+        const sentAt = d.sent[seq - 1];
+        if (sentAt === undefined) {
+          uplinkUnmatched++;
+          continue;
+        }
+        if (sentAt >= markAbs && at <= endAbs) up.push(at - sentAt);
       }
       // Downlink: datagram j carries forwarded samples [j*2880, (j+1)*2880) of the turn (48 kHz);
       // it is due when the agent frame completing them has been received.
@@ -238,8 +262,8 @@ async function run(n: number, seconds: number, server: { url: string; apiKey: st
     }
     const cpuPct = ((report.cpuUserUs + report.cpuSystemUs) / 1000 / report.wallMs) * 100;
     const invalid: string[] = [];
-    if (report.uplinkDropped > 0) invalid.push(`the bridge dropped ${report.uplinkDropped} uplink frames (AudioSource pushed back: LiveKit side not keeping up), so datagram k ≠ frame k`);
-    if (uplinkUnmatched > 0) invalid.push(`${uplinkUnmatched} session(s) captured more frames than were sent`);
+    if (report.uplinkDropped > 0) invalid.push(`the bridge dropped ${report.uplinkDropped} uplink frames (the AudioSource pushed back: the LiveKit side did not keep up)`);
+    if (uplinkUnmatched > 0) invalid.push(`${uplinkUnmatched} captured frames carry no sequence the device sent`);
     if (turnsCut > 0) invalid.push(`in ${turnsCut} session(s) the agent's audio paused (turn ended) before the end of the window: downlink matched up to there only`);
     if (report.livekitSessions !== n) invalid.push(`${report.livekitSessions} of ${n} LiveKit sessions open in the gateway`);
     if (machineBusyPct > 95) invalid.push(`the machine was saturated (${machineBusyPct.toFixed(0)} % of ${cores} cores busy): figures include waiting for a CPU`);

@@ -12,7 +12,8 @@ export type ToChild = { type: 'mark' } | { type: 'collect' } | { type: 'stop' };
 export interface ChildReport {
   type: 'report';
   /** Per session id: capture completion time of each uplink frame. */
-  uplinkCaptured: Record<string, number[]>;
+  /** Per session: [device datagram sequence, captured at (ms since epoch)]. */
+  uplinkCaptured: Record<string, Array<[number, number]>>;
   /** Per session id: [end sample (cumulative, 48 kHz), time] of each agent frame received and handed to the downlink. */
   downlinkForwarded: Record<string, Array<[number, number]>>;
   /** Per session id: time each downlink datagram was built (encoded + encrypted, handed to the pacer). */

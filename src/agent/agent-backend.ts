@@ -38,7 +38,8 @@ export interface AgentEvents {
 
 export interface AgentSession extends EventEmitter<AgentEvents> {
   /** Device microphone audio, decoded, as Int16 mono PCM at info.inputSampleRate. */
-  pushAudio(pcm: Int16Array, sampleRate: number): void;
+  /** `sequence`: the device datagram the frame came from (or stands in for), for latency probes. */
+  pushAudio(pcm: Int16Array, sampleRate: number, sequence?: number): void;
   listenStart(mode: ListenMode): void;
   listenStop(): void;
   /** Wake word detected on the device (listen detect). */

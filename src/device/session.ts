@@ -147,7 +147,7 @@ export class AudioSession implements PacedSession {
       outputRate: deps.config.agentSampleRate,
       onFrame: (f) => {
         this.lastUdpAt = deps.now();
-        this.#agent?.pushAudio(f.pcm, f.sampleRate);
+        this.#agent?.pushAudio(f.pcm, f.sampleRate, f.sequence);
       },
       onProbe: (p) => this.#probed(p.tag, p.valid, p.sequence),
       // Only if no new `listen start` came in between.

@@ -65,7 +65,7 @@ export interface LivekitSessionOptions {
 
 /** Instrumentation hooks (benchmarks, tests); called on the hot path, keep them cheap. */
 export interface LivekitProbe {
-  uplinkCaptured?(sessionId: string, samples: number, pushedAt: number, capturedAt: number): void;
+  uplinkCaptured?(sessionId: string, samples: number, pushedAt: number, capturedAt: number, sequence: number | undefined): void;
   agentFrame?(sessionId: string, samples: number, at: number): void;
   /** Agent audio handed to the downlink pipeline (a turn's audio, after the gate). */
   downlinkForwarded?(sessionId: string, samples: number, at: number): void;
@@ -186,7 +186,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
         this.#stats.uplinkDropped += n;
       },
       onCaptured: options.probe?.uplinkCaptured
-        ? (samples, pushedAt) => options.probe!.uplinkCaptured!(info.sessionId, samples, pushedAt, performance.now())
+        ? (samples, pushedAt, sequence) => options.probe!.uplinkCaptured!(info.sessionId, samples, pushedAt, performance.now(), sequence)
         : undefined,
       onError: (err) => this.#log.debug({ err }, 'captureFrame failed'),
     });
@@ -292,9 +292,9 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
 
   // --- AgentSession: device → agent ---
 
-  pushAudio(pcm: Int16Array, _sampleRate: number): void {
+  pushAudio(pcm: Int16Array, _sampleRate: number, sequence?: number): void {
     if (this.#closed || !this.#source) return;
-    this.#uplink.push(pcm);
+    this.#uplink.push(pcm, sequence);
   }
 
   listenStart(mode: ListenMode): void {

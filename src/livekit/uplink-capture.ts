@@ -28,15 +28,15 @@ export interface UplinkCaptureOptions {
   capture(frame: AudioFrame): Promise<void>;
   /** Frames dropped (oldest first) because the buffer was full. */
   onDrop?(frames: number): void;
-  /** A frame went into the source: its samples and when it was pushed (performance.now()). */
-  onCaptured?(samples: number, pushedAt: number): void;
+  /** A frame went into the source: its samples, when it was pushed (performance.now()), its tag. */
+  onCaptured?(samples: number, pushedAt: number, sequence: number | undefined): void;
   onError?(err: unknown): void;
   now?(): number;
 }
 
 export class UplinkCapture {
   readonly #o: UplinkCaptureOptions;
-  readonly #queue: Array<{ frame: AudioFrame; at: number }> = [];
+  readonly #queue: Array<{ frame: AudioFrame; at: number; sequence: number | undefined }> = [];
   #queuedSamples = 0;
   #busy = false;
   #paused = false;
@@ -51,9 +51,10 @@ export class UplinkCapture {
     return (this.#queuedSamples / this.#o.sampleRate) * 1000;
   }
 
-  push(pcm: Int16Array): void {
+  /** `sequence` only travels to onCaptured (latency probes). */
+  push(pcm: Int16Array, sequence?: number): void {
     if (this.#closed || pcm.length === 0) return;
-    this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#o.now?.() ?? performance.now() });
+    this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#o.now?.() ?? performance.now(), sequence });
     this.#queuedSamples += pcm.length;
     const ms = this.#paused ? (this.#o.pausedMaxBufferedMs ?? this.#o.maxBufferedMs) : this.#o.maxBufferedMs;
     const max = (ms / 1000) * this.#o.sampleRate;
@@ -96,7 +97,7 @@ export class UplinkCapture {
     this.#o.capture(next.frame).then(
       () => {
         this.#busy = false;
-        if (!this.#closed) this.#o.onCaptured?.(next.frame.samplesPerChannel, next.at);
+        if (!this.#closed) this.#o.onCaptured?.(next.frame.samplesPerChannel, next.at, next.sequence);
         this.#pump();
       },
       (err: unknown) => {
