@@ -103,6 +103,48 @@ describe('UplinkCapture', () => {
     expect(maxInFlight).toBe(1);
   });
 
+  it('sheds a standing backlog one frame per second, and leaves a short or draining one alone', async () => {
+    let now = 0;
+    let sourceMs = 0;
+    let shedCalls = 0;
+    const captured: number[] = [];
+    const cap = new UplinkCapture({
+      sampleRate: 48000,
+      maxBufferedMs: 1000,
+      now: () => now,
+      // The source's depth is what the test sets; captures return at once (nothing waits here).
+      sourceQueuedMs: () => sourceMs,
+      standingTargetMs: 80,
+      onShed: (n) => (shedCalls += n),
+      capture: async (f) => {
+        captured.push(f.data[0]!);
+      },
+    });
+    const push = async (v: number): Promise<void> => {
+      cap.push(new Int16Array(2880).fill(v));
+      await new Promise((r) => setImmediate(r));
+      now += 60;
+    };
+    // 3 s of 60 ms frames with 200 ms standing in the source: one frame shed per second, the
+    // others captured in order.
+    sourceMs = 200;
+    for (let k = 1; k <= 50; k++) await push(k);
+    expect(cap.shed).toBe(2);
+    expect(shedCalls).toBe(2);
+    expect(captured).toHaveLength(48);
+    expect(captured).toEqual([...captured].sort((x, y) => x - y));
+    // A backlog that dips below the target at least once per second is not standing: nothing shed.
+    for (let k = 0; k < 50; k++) {
+      sourceMs = k % 10 === 0 ? 40 : 200;
+      await push(100 + k);
+    }
+    expect(cap.shed).toBe(2);
+    // Without the source's depth (no sourceQueuedMs) nothing is ever shed.
+    const plain = new UplinkCapture({ sampleRate: 48000, maxBufferedMs: 1000, now: () => now, capture: async () => {} });
+    for (let k = 0; k < 50; k++, now += 60) plain.push(new Int16Array(2880));
+    expect(plain.shed).toBe(0);
+  });
+
   it('holds audio while paused (reconnecting), bounded, dropping the oldest', async () => {
     const seen: number[] = [];
     let dropped = 0;

@@ -46,7 +46,10 @@ async function main(): Promise<void> {
     overrides: {
       mqttPort: 0, udpPort: 0, httpPort: 0, publicHost: '127.0.0.1', mqttHost: '127.0.0.1', udpHost: '127.0.0.1', httpHost: '127.0.0.1',
       auth: 'open', logLevel: 'error', agent: 'livekit', maxConnections: 10000,
-      livekitUrl: cfg.livekitUrl, livekitApiKey: cfg.apiKey, livekitApiSecret: cfg.apiSecret, livekitAgentName: '', livekitAgentJoinTimeoutMs: 120000,
+      // Setting up 50 rooms and agents on 2 cores takes minutes; the devices stay silent meanwhile.
+      // Neither the UDP idle timeout nor the no-agent timeout may end a session before the window.
+      udpTimeoutS: 1800,
+      livekitUrl: cfg.livekitUrl, livekitApiKey: cfg.apiKey, livekitApiSecret: cfg.apiSecret, livekitAgentName: '', livekitAgentJoinTimeoutMs: 600_000,
     },
   });
   const backend = LivekitAgentBackend.fromConfig(config, {

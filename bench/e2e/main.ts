@@ -178,6 +178,7 @@ async function run(n: number, seconds: number, server: { url: string; apiKey: st
   let streaming = true;
   let loops: Promise<void>[] = [];
   try {
+    const setupStart = performance.now();
     agentsChild = (await fork2<FromAgents>('agents-child.js', cfg, NICE)).child;
     // Devices say hello a few at a time (each session joins a room: two peer connections).
     for (let i = 0; i < n; i += 5) {
@@ -189,7 +190,7 @@ async function run(n: number, seconds: number, server: { url: string; apiKey: st
     }
     const rooms = devices.map((d, i) => ({ room: `xiaozhi-${d.mac.replace(/:/g, '')}-${d.sessionId}`, identity: `bench-agent-${i}` }));
     await ask(agentsChild, { type: 'join', rooms } satisfies ToAgents, 'joined');
-    process.stderr.write(`bench e2e: ${n} device(s) and agent(s) connected\n`);
+    process.stderr.write(`bench e2e: ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
     // Devices stream at their real cadence (each on its own phase), agents speak without pause.
     loops = devices.map(async (d, i) => {
       await sleep((i * 60) / devices.length);

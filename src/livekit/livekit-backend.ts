@@ -11,7 +11,7 @@ export class LivekitAgentBackend implements AgentBackend {
   readonly name = 'livekit';
   readonly options: LivekitBackendOptions;
   readonly #sessions = new Set<LivekitSession>();
-  readonly #stats: LivekitStats = { sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, reconnects: 0 };
+  readonly #stats: LivekitStats = { sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, reconnects: 0 };
 
   constructor(options: LivekitBackendOptions) {
     if (!/^(wss?|https?):\/\//.test(options.url)) throw Object.assign(new Error(`LiveKit URL must start with ws://, wss://, http:// or https://, got "${options.url}"`), { code: 'ERR_CONFIG' });

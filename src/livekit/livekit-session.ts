@@ -80,6 +80,8 @@ export interface LivekitStats {
   streams: number;
   rpcPending: number;
   uplinkDropped: number;
+  /** Uplink frames dropped to drain a standing backlog (UplinkCapture). */
+  uplinkShed: number;
   reconnects: number;
 }
 
@@ -184,6 +186,10 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       },
       onDrop: (n) => {
         this.#stats.uplinkDropped += n;
+      },
+      sourceQueuedMs: () => this.#source?.queuedDuration ?? 0,
+      onShed: (n) => {
+        this.#stats.uplinkShed += n;
       },
       onCaptured: options.probe?.uplinkCaptured
         ? (samples, pushedAt, sequence) => options.probe!.uplinkCaptured!(info.sessionId, samples, pushedAt, performance.now(), sequence)

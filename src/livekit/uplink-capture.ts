@@ -10,6 +10,10 @@
 // room reconnects (at most `pausedMaxBufferedMs`); beyond that the oldest are dropped, so a burst
 // or an outage costs audio, not memory or standing latency. The AudioSource's own queue is kept
 // short for the same reason (see livekit-session.ts).
+// Standing latency: the device sends exactly real time and the source consumes exactly real time,
+// so a backlog built by one stall (a busy event loop, a burst after Wi-Fi jitter) would never drain
+// and every later word would reach the agent that much late. When the audio waiting here plus in
+// the source never fell below `standingTargetMs` during a whole second, one frame is dropped.
 import { AudioFrame } from '@livekit/rtc-node';
 
 /** An AudioFrame that owns exactly its samples (byteOffset 0, buffer length = frame length). */
@@ -32,7 +36,15 @@ export interface UplinkCaptureOptions {
   onCaptured?(samples: number, pushedAt: number, sequence: number | undefined): void;
   onError?(err: unknown): void;
   now?(): number;
+  /** Audio queued inside the AudioSource, in ms (its `queuedDuration`); enables standing-latency shedding. */
+  sourceQueuedMs?(): number;
+  /** Backlog (here + in the source) tolerated for good; above it for a whole second, a frame is dropped (default 80). */
+  standingTargetMs?: number;
+  /** Frames dropped to shed standing latency. */
+  onShed?(frames: number): void;
 }
+
+const STANDING_WINDOW_MS = 1000;
 
 export class UplinkCapture {
   readonly #o: UplinkCaptureOptions;
@@ -41,7 +53,10 @@ export class UplinkCapture {
   #busy = false;
   #paused = false;
   #closed = false;
+  #windowStart = -1;
+  #windowMinMs = Infinity;
   dropped = 0;
+  shed = 0;
 
   constructor(options: UplinkCaptureOptions) {
     this.#o = options;
@@ -54,6 +69,7 @@ export class UplinkCapture {
   /** `sequence` only travels to onCaptured (latency probes). */
   push(pcm: Int16Array, sequence?: number): void {
     if (this.#closed || pcm.length === 0) return;
+    if (this.#standing()) return;  // this frame is the one shed
     this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#o.now?.() ?? performance.now(), sequence });
     this.#queuedSamples += pcm.length;
     const ms = this.#paused ? (this.#o.pausedMaxBufferedMs ?? this.#o.maxBufferedMs) : this.#o.maxBufferedMs;
@@ -69,6 +85,31 @@ export class UplinkCapture {
       this.#o.onDrop?.(dropped);
     }
     this.#pump();
+  }
+
+  /** True when this push should be shed to drain a standing backlog (see the file comment). */
+  #standing(): boolean {
+    const sourceMs = this.#o.sourceQueuedMs;
+    if (!sourceMs || this.#paused) {
+      this.#windowStart = -1;
+      return false;
+    }
+    const now = this.#o.now?.() ?? performance.now();
+    const backlog = this.bufferedMs + sourceMs();
+    if (this.#windowStart < 0) {
+      this.#windowStart = now;
+      this.#windowMinMs = backlog;
+      return false;
+    }
+    this.#windowMinMs = Math.min(this.#windowMinMs, backlog);
+    if (now - this.#windowStart < STANDING_WINDOW_MS) return false;
+    const standing = this.#windowMinMs > (this.#o.standingTargetMs ?? 80);
+    this.#windowStart = now;
+    this.#windowMinMs = backlog;
+    if (!standing) return false;
+    this.shed++;
+    this.#o.onShed?.(1);
+    return true;
   }
 
   /** Hold frames (room reconnecting). */
