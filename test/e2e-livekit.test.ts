@@ -394,10 +394,11 @@ describe('resources', () => {
     expect(after.ffi).toBeLessThanOrEqual(before.ffi);
     expect(after.resources).toBeLessThanOrEqual(before.resources + 2);
     expect(after.heap - before.heap).toBeLessThan(16 * 1048576);
-    // Native memory: rtc-node keeps ~0.2–0.6 MB per Room that published a track, whatever we close
-    // (measured here and in isolation, see the report); this bounds it so a leak of ours (a Room,
-    // source or stream never closed: several MB each) fails.
-    expect(perSession).toBeLessThan(1.25 * 1048576);
+    // Native memory: rtc-node itself keeps 0.4–2.3 MB per Room it connected, whatever we close (the
+    // bare-Room loop above, which varies that much from run to run). The bound is relative to it, so
+    // what is measured is what our code adds: a leak of ours (a Room, source or stream never closed:
+    // several MB each) fails; rtc-node's own varying leak does not.
+    expect(perSession).toBeLessThan(Math.max(1.25 * 1048576, barePerRoom + 0.5 * 1048576));
     await backend.close();
   }, 600_000);
 });
