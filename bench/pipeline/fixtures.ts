@@ -82,3 +82,14 @@ export function downlinkPcm(framesWanted: number): Float32Array {
 }
 
 export { speech };
+
+/** PCM parts joined into the bytes of one raw s16 file (what PESQ scoring reads). */
+export function s16Bytes(parts: Int16Array[]): Uint8Array {
+  const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return new Uint8Array(out.buffer);
+}

@@ -20,7 +20,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createDecipheriv } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { OpusDecoder, Resampler } from '../../src/index.js';
-import { CHUNKS_PER_FRAME, CHUNK_SAMPLES, credentials, deviceDatagrams, downlinkChunks, speech, TICK_MS, type StreamCredentials } from './fixtures.js';
+import { CHUNKS_PER_FRAME, CHUNK_SAMPLES, credentials, deviceDatagrams, downlinkChunks, s16Bytes, speech, TICK_MS, type StreamCredentials } from './fixtures.js';
 import type { Dist, LoadRequest, LoadResult } from './protocol.js';
 
 export interface Sink {
@@ -323,7 +323,7 @@ function writeCapture(file: string, cred: StreamCredentials, captured: Map<numbe
     parts.push(rs.process(pcm));
   }
   parts.push(rs.flush());
-  writeFileSync(file, concat(parts));
+  writeFileSync(file, s16Bytes(parts));
   // Reference: the input chunks of those frames (frame f <- chunks 6f .. 6f+5 of the stream).
   const sp16 = speech(16000).samples;
   const per16 = CHUNK_SAMPLES / 3;
@@ -336,17 +336,6 @@ function writeCapture(file: string, cred: StreamCredentials, captured: Map<numbe
     }
   }
   const refFile = file.replace(/\.s16$/, '') + '.ref.s16';
-  writeFileSync(refFile, concat(ref));
+  writeFileSync(refFile, s16Bytes(ref));
   return { file, frames: frames.length, refFile };
-}
-
-function concat(parts: Int16Array[]): Uint8Array {
-  const total = parts.reduce((a, p) => a + p.length, 0);
-  const out = new Int16Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return new Uint8Array(out.buffer);
 }

@@ -12,20 +12,9 @@ import { join } from 'node:path';
 import { AudioPipeline, DEFAULT_ENCODER_LADDER, OpusDecoder, OpusEncoder, Resampler, type DownlinkEncoderOptions } from '../../src/index.js';
 import { BaselineSession, loadBaselineLibs } from '../baseline/session.js';
 import { frames } from '../micro/fixtures.js';
-import { credentials, downlinkChunks, speech } from './fixtures.js';
+import { credentials, downlinkChunks, s16Bytes, speech } from './fixtures.js';
 import type { QualityFile, QualityRequest, QualityResult } from './protocol.js';
 import { EQUAL_ENCODER } from './targets.js';
-
-function toBytes(parts: Int16Array[]): Uint8Array {
-  const total = parts.reduce((a, p) => a + p.length, 0);
-  const out = new Int16Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return new Uint8Array(out.buffer);
-}
 
 /** Device side: decrypt (header = IV), decode at 24 kHz, then 16 kHz for wideband PESQ. */
 function decodeDatagrams(key: Uint8Array, datagrams: Uint8Array[]): Int16Array[] {
@@ -91,7 +80,7 @@ export async function runQuality(req: QualityRequest): Promise<QualityResult> {
   const files: QualityFile[] = [];
   const add = (name: string, datagrams: Uint8Array[]): void => {
     const file = join(req.dir, `${name}.s16`);
-    writeFileSync(file, toBytes(decodeDatagrams(cred.key, datagrams)));
+    writeFileSync(file, s16Bytes(decodeDatagrams(cred.key, datagrams)));
     const bytes = datagrams.reduce((a, d) => a + d.length - 16, 0);
     files.push({ name, file, meanBytes: datagrams.length ? bytes / datagrams.length : 0 });
   };
