@@ -2,6 +2,8 @@
 
 #include <opus.h>
 
+#include <cstring>
+
 #include "dsp_error.h"
 
 #ifndef XZ_OPUS_SIMD
@@ -157,6 +159,10 @@ void Encoder::set_celt_only(bool celt_only) {
 }
 
 void Encoder::reset() { opus_encoder_ctl(st_, OPUS_RESET_STATE); }
+
+size_t Encoder::state_size() const { return static_cast<size_t>(opus_encoder_get_size(config_.channels)); }
+void Encoder::save_state(uint8_t* to) const { std::memcpy(to, st_, state_size()); }
+void Encoder::restore_state(const uint8_t* from) { std::memcpy(st_, from, state_size()); }
 
 int opus_packet_samples(const uint8_t* packet, size_t length, int sample_rate) {
   if (!packet || length == 0 || length > kOpusMaxPacket) return -1;

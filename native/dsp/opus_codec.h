@@ -70,6 +70,12 @@ class Encoder {
   const OpusEncoderConfig& config() const { return config_; }
   void reset();
 
+  // The whole libopus state is one block that a shallow copy saves (opus.h guarantees it): lets a
+  // caller undo frames it coded speculatively (FramePartsEncoder).
+  size_t state_size() const;
+  void save_state(uint8_t* to) const;
+  void restore_state(const uint8_t* from);
+
  private:
   void apply(int request, int value, const char* what);
   OpusEncoder* st_;
