@@ -118,7 +118,7 @@ function isCelt(opus: Uint8Array): boolean {
 const COUNTER_NAMES = [
   'uplink_datagrams_in', 'uplink_bytes_in', 'uplink_frames_out', 'uplink_pcm_bytes_out', 'uplink_plc_frames',
   'uplink_fec_frames', 'downlink_pcm_chunks_in', 'downlink_pcm_bytes_in', 'downlink_datagrams_out', 'downlink_bytes_out',
-  'drop_short', 'drop_bad_type', 'drop_length_mismatch', 'drop_replay', 'drop_sequence_jump',
+  'downlink_frames_coded_in_parts', 'downlink_frames_recoded_whole', 'drop_short', 'drop_bad_type', 'drop_length_mismatch', 'drop_replay', 'drop_sequence_jump',
   'drop_decrypt_decode_failure', 'drop_queue_overflow_uplink', 'drop_queue_overflow_downlink', 'drop_silence_gated',
   'drop_closed_stream', 'drop_aborted_downlink', 'queue_depth_uplink', 'queue_depth_downlink', 'queue_depth_peak',
   'pool_slabs_in_use', 'pool_slabs_peak', 'pool_misses', 'pool_acquires', 'streams_open', 'workers_active',
@@ -1052,14 +1052,15 @@ describe('metrics', () => {
 
     const r = rng(8);
     let pcmBytes = 0, pcmPushes = 0, f32Pushes = 0, resampleCalls = 0, at = 0;
-    // Chunks that complete a 1440-sample frame at 24 kHz (resampler output after T inputs is
-    // ceil(T / 2)): only those wake a worker; the others ride along (longest run of those here < 7,
-    // so the "never more than a batch" rule does not kick in).
+    // Chunks that complete a 480-sample part (20 ms) of a 1440-sample frame at 24 kHz (resampler
+    // output after T inputs is ceil(T / 2); a frame is coded part by part as its audio arrives):
+    // only those wake a worker; the others ride along (longest run of those here < 7, so the
+    // "never more than a batch" rule does not kick in).
     let completing = 0, run = 0, longestRun = 0;
     for (let k = 0; k < 80; k++) {
       const n = r.int(1, 4000); // <= 16384 bytes even as Float32: one slab per push
       const chunk = S48.subarray(at, at + n);
-      if (Math.floor(Math.ceil((at + n) / 2) / 1440) !== Math.floor(Math.ceil(at / 2) / 1440)) {
+      if (Math.floor(Math.ceil((at + n) / 2) / 480) !== Math.floor(Math.ceil(at / 2) / 480)) {
         completing++;
         run = 0;
       } else {

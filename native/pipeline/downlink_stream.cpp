@@ -17,6 +17,8 @@ DownlinkStream::DownlinkStream(const DownlinkConfig& config)
     : config_(config),
       aes_(config.key),
       encoder_(config.encoder),
+      parts_(encoder_, static_cast<int>(config.encoder.sample_rate / 1000 * config.frame_ms),
+             dsp::kMaxDatagramSize - dsp::kPacketHeaderSize),
       resampler_(config.input_rate, config.encoder.sample_rate),
       iv_(config.nonce),
       frame_samples_(static_cast<size_t>(config.encoder.sample_rate / 1000 * config.frame_ms)),
@@ -24,7 +26,8 @@ DownlinkStream::DownlinkStream(const DownlinkConfig& config)
       resampled_(resampler_.max_output(kSubChunk) + static_cast<size_t>(resampler_.max_flush())),
       frame_(frame_samples_),
       up_(static_cast<uint64_t>(resampler_.up_factor())),
-      down_(static_cast<uint64_t>(resampler_.down_factor())) {
+      down_(static_cast<uint64_t>(resampler_.down_factor())),
+      wake_samples_(static_cast<uint64_t>(parts_.part_samples())) {
   if (!dsp::valid_opus_frame(config.encoder.sample_rate, static_cast<int>(frame_samples_))) {
     throw dsp::DspError(dsp::ErrorKind::kRange, "ERR_PIPELINE_CONFIG",
                         "downlink frame of " + std::to_string(config.frame_ms) + " ms is not a valid Opus frame");
@@ -51,23 +54,23 @@ void DownlinkStream::encode_frame(const InputItem& item, uint32_t flags, Process
   MetricsBlock& m = ctx.metrics;
   const uint32_t ts = static_cast<uint32_t>(media_ms_);
   media_ms_ += static_cast<uint64_t>(config_.frame_ms);
-  if (config_.silence_threshold > 0) {
-    const int16_t* f = frame_.data();
-    bool silent = true;
-    for (size_t i = 0; i < frame_samples_ && silent; ++i) silent = std::abs(int{f[i]}) <= config_.silence_threshold;
-    if (silent) {
-      m.add(kDropSilence);
-      return;
-    }
+  const uint64_t parts_ns = frame_encode_ns_;
+  frame_encode_ns_ = 0;
+  const bool loud = frame_loud_;
+  frame_loud_ = false;
+  if (config_.silence_threshold > 0 && !loud) {
+    m.add(kDropSilence);  // no part of it was coded (parts of a silent frame so far wait, see code_ready_parts)
+    return;
   }
-  apply_ladder(ctx);
+  if (parts_.coded() == 0) apply_ladder(ctx);  // settings change between frames, never within one
   dsp::PooledBuffer out(ctx.pools.datagram);
-  uint64_t t0 = now_ns();
-  const size_t n = encoder_.encode(frame_.data(), static_cast<int>(frame_samples_), out.data() + dsp::kPacketHeaderSize,
-                                   Pools::kDatagramSlab - dsp::kPacketHeaderSize);
-  m.observe(kHistDownEncode, now_ns() - t0);
+  const uint64_t t0 = now_ns();
+  const size_t n = parts_.finish(frame_.data(), out.data() + dsp::kPacketHeaderSize);
+  m.observe(kHistDownEncode, parts_ns + (now_ns() - t0));
+  if (parts_.last_outcome() == dsp::FramePartsEncoder::Outcome::kParts) m.add(kDownFramesInParts);
+  if (parts_.last_outcome() == dsp::FramePartsEncoder::Outcome::kRecodedWhole) m.add(kDownFramesRecoded);
   if (n + dsp::kPacketHeaderSize > dsp::kMaxDatagramSize) {
-    m.add(kDropDecode);  // cannot happen at sane bitrates; never send an oversize datagram
+    m.add(kDropDecode);  // cannot happen (the encoder's capacity is the datagram's); never send an oversize one
     return;
   }
   dsp::PacketHeader h;
@@ -75,9 +78,9 @@ void DownlinkStream::encode_frame(const InputItem& item, uint32_t flags, Process
     throw dsp::DspError(dsp::ErrorKind::kState, "ERR_IV_EXHAUSTED", "downlink IV space exhausted: re-key the session");
   }
   dsp::write_header(h, out.data());
-  t0 = now_ns();
+  const uint64_t t1 = now_ns();
   aes_.crypt(out.data(), out.data() + dsp::kPacketHeaderSize, out.data() + dsp::kPacketHeaderSize, n);
-  m.observe(kHistDownEncrypt, now_ns() - t0);
+  m.observe(kHistDownEncrypt, now_ns() - t1);
 
   Result r;
   r.stream_id = id;
@@ -95,16 +98,28 @@ void DownlinkStream::encode_frame(const InputItem& item, uint32_t flags, Process
   m.add(kDownBytesOut, r.length);
 }
 
+void DownlinkStream::code_ready_parts(ProcessContext& ctx) {
+  // With the silence gate on, a frame silent so far may yet be dropped whole: its parts wait.
+  if (config_.silence_threshold > 0 && !frame_loud_) return;
+  if (parts_.coded() == 0 && filled_ >= static_cast<size_t>(parts_.part_samples())) apply_ladder(ctx);
+  const uint64_t t0 = now_ns();
+  if (parts_.code_ready_parts(frame_.data(), filled_)) frame_encode_ns_ += now_ns() - t0;
+}
+
 void DownlinkStream::append_pcm(const int16_t* pcm, size_t n, const InputItem& item, ProcessContext& ctx) {
+  const int threshold = config_.silence_threshold;
   while (n > 0) {
     const size_t take = std::min(n, frame_samples_ - filled_);
     std::memcpy(frame_.data() + filled_, pcm, take * sizeof(int16_t));
+    for (size_t i = 0; i < take && threshold > 0 && !frame_loud_; ++i) frame_loud_ = std::abs(int{pcm[i]}) > threshold;
     filled_ += take;
     pcm += take;
     n -= take;
     if (filled_ == frame_samples_) {
+      filled_ = 0;  // first: a frame that fails to code must not stay full (the next append would spin)
       encode_frame(item, 0, ctx);
-      filled_ = 0;
+    } else if (parts_.parts() > 1) {
+      code_ready_parts(ctx);
     }
   }
 }
@@ -115,9 +130,12 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
     case ItemKind::kReset:
       // Forget everything of the interrupted turn, including the encoder's lookahead.
       filled_ = 0;
+      frame_loud_ = false;
+      frame_encode_ns_ = 0;
       epoch_input_ = 0;
       resampler_.reset();
       encoder_.reset();
+      parts_.abandon();
       return;
     case ItemKind::kFlush: {
       uint64_t t0 = now_ns();
@@ -127,8 +145,8 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
       append_pcm(resampled_.data(), tail, item, ctx);
       if (filled_ > 0) {
         std::fill(frame_.begin() + static_cast<std::ptrdiff_t>(filled_), frame_.end(), int16_t{0});
-        encode_frame(item, 0, ctx);
         filled_ = 0;
+        encode_frame(item, 0, ctx);
       }
       // Report the end of the turn so the sender can schedule `tts stop` after the last datagram
       // (the scheduler marks that datagram kResultLastOfTurn if it is not delivered yet).
@@ -169,16 +187,19 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
   }
 }
 
-bool DownlinkStream::completes_output(const InputItem& item) {
+Stream::Wake DownlinkStream::wake_for(const InputItem& item) {
   if (item.kind != ItemKind::kData) {
     predicted_input_ = 0;  // flush and reset restart the resampler (and the frame)
-    return true;
+    return Wake::kUrgent;
   }
-  // The frame fills with resampler output from its last reset on, so a frame completes when the
-  // output count crosses a multiple of the frame length.
+  // The frame fills with resampler output from its last reset on: a frame completes when the
+  // output count crosses a multiple of the frame length, and a part of it (coded as soon as its
+  // audio is there) at multiples of the part length.
   const uint64_t before = resampled_after(predicted_input_);
   predicted_input_ += item_samples(item);
-  return resampled_after(predicted_input_) / frame_samples_ != before / frame_samples_;
+  const uint64_t after = resampled_after(predicted_input_);
+  if (after / frame_samples_ != before / frame_samples_) return Wake::kUrgent;
+  return after / wake_samples_ != before / wake_samples_ ? Wake::kAhead : Wake::kRide;
 }
 
 void DownlinkStream::resync_prediction(const std::vector<InputItem>& ring, size_t head, size_t count) {

@@ -23,6 +23,8 @@ namespace xz::pipeline {
   X(kDownBytesIn, "downlink_pcm_bytes_in")                                              \
   X(kDownFramesOut, "downlink_datagrams_out")                                           \
   X(kDownBytesOut, "downlink_bytes_out")                                                \
+  X(kDownFramesInParts, "downlink_frames_coded_in_parts")                               \
+  X(kDownFramesRecoded, "downlink_frames_recoded_whole") /* parts coded, then undone */ \
   X(kDropShort, "drop_short")                                                           \
   X(kDropBadType, "drop_bad_type")                                                      \
   X(kDropLength, "drop_length_mismatch")                                                \

@@ -67,20 +67,41 @@ bool Scheduler::has_stream(uint32_t id) {
 }
 
 void Scheduler::push_ready_locked(Stream* s) {
+  const int list = s->urgent > 0 ? kUrgentList : kAheadList;
+  ReadyList& l = ready_[list];
+  s->ready_list = list;
   s->next_ready = nullptr;
-  if (ready_tail_) ready_tail_->next_ready = s; else ready_head_ = s;
-  ready_tail_ = s;
+  s->prev_ready = l.tail;
+  if (l.tail) l.tail->next_ready = s; else l.head = s;
+  l.tail = s;
   ++ready_count_;
 }
 
-Stream* Scheduler::pop_ready_locked() {
-  Stream* s = ready_head_;
-  if (!s) return nullptr;
-  ready_head_ = s->next_ready;
-  if (!ready_head_) ready_tail_ = nullptr;
-  s->next_ready = nullptr;
+void Scheduler::unlink_ready_locked(Stream* s) {
+  ReadyList& l = ready_[s->ready_list];
+  if (s->prev_ready) s->prev_ready->next_ready = s->next_ready; else l.head = s->next_ready;
+  if (s->next_ready) s->next_ready->prev_ready = s->prev_ready; else l.tail = s->prev_ready;
+  s->next_ready = s->prev_ready = nullptr;
+  s->ready_list = -1;
   --ready_count_;
-  return s;
+}
+
+Stream* Scheduler::pop_ready_locked() {
+  for (ReadyList& l : ready_) {
+    if (Stream* s = l.head) {
+      unlink_ready_locked(s);
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+void Scheduler::forget_item_locked(Stream* s, const InputItem& item) {
+  if (item.wakes) {
+    --s->waking;
+    if (item.urgent) --s->urgent;
+  }
+  (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
 }
 
 void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
@@ -93,24 +114,26 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
     if (victim == s->count) victim = 0;  // only control items queued (cannot happen with cap > 2)
     InputItem& oldest = s->ring[(s->head + victim) % cap];
     if (oldest.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(oldest.slab);
-    if (oldest.wakes) --s->waking;
+    forget_item_locked(s, oldest);
     s->prediction_stale = true;
     // Close the hole: shift the control items in front of the victim back by one.
     for (size_t i = victim; i > 0; --i) s->ring[(s->head + i) % cap] = s->ring[(s->head + i - 1) % cap];
     s->head = (s->head + 1) % cap;
     --s->count;
     s->riding = std::min(s->riding, s->count);
-    (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
     metrics_->add(s->is_uplink() ? kDropQueueOverflowUp : kDropQueueOverflowDown);
   }
   InputItem item = in;
-  // An item that cannot produce output waits for one that can; but never more than a worker's
-  // batch of them, and every item wakes while the prediction is stale.
-  item.wakes = s->completes_output(item) || s->prediction_stale || s->riding + 1 >= options_.batch_per_stream;
+  // An item that gives no work waits for one that does; but never more than a worker's batch of
+  // them, and every item wakes (as urgent) while the prediction is stale.
+  const Stream::Wake wake = s->wake_for(item);
+  item.urgent = wake == Stream::Wake::kUrgent || s->prediction_stale;
+  item.wakes = wake != Stream::Wake::kRide || s->prediction_stale || s->riding + 1 >= options_.batch_per_stream;
   s->ring[(s->head + s->count) % cap] = item;
   ++s->count;
   if (item.wakes) {
     ++s->waking;
+    if (item.urgent) ++s->urgent;
     s->riding = 0;
   } else {
     s->riding = std::min(s->riding + 1, s->count);
@@ -120,6 +143,9 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
   queued_peak_ = std::max(queued_peak_, queued_up_ + queued_down_);
   if (!s->scheduled && item.wakes) {
     s->scheduled = true;
+    push_ready_locked(s);
+  } else if (item.wakes && item.urgent && s->ready_list == kAheadList) {
+    unlink_ready_locked(s);  // it has urgent work now
     push_ready_locked(s);
   }
 }
@@ -178,16 +204,14 @@ void Scheduler::drop_queued_locked(Stream* s, Counter reason, bool keep_control)
       continue;
     }
     if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
-    if (item.wakes) --s->waking;
+    forget_item_locked(s, item);
     if (item.kind == ItemKind::kData) {
       metrics_->add(reason);
       s->prediction_stale = true;
     }
-    (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
   }
   s->count = kept;
   s->riding = std::min(s->riding, s->count);
-  (s->is_uplink() ? queued_up_ : queued_down_) += kept;
 }
 
 bool Scheduler::abort_stream(uint32_t id, uint32_t tag) {
@@ -217,17 +241,10 @@ bool Scheduler::close_stream(uint32_t id) {
     drop_queued_locked(s, kDropClosed, false);
     if (!s->scheduled) {
       to_delete = s;
-    } else if (s->next_ready || ready_tail_ == s) {
-      // Waiting in the ready list (not held by a worker): unlink and free it now.
-      Stream* prev = nullptr;
-      for (Stream* p = ready_head_; p; prev = p, p = p->next_ready) {
-        if (p != s) continue;
-        if (prev) prev->next_ready = s->next_ready; else ready_head_ = s->next_ready;
-        if (ready_tail_ == s) ready_tail_ = prev;
-        --ready_count_;
-        to_delete = s;
-        break;
-      }
+    } else if (s->ready_list >= 0) {
+      // Waiting in a ready list (not held by a worker): unlink and free it now.
+      unlink_ready_locked(s);
+      to_delete = s;
     }
     // Otherwise a worker holds it and frees it when its chunk is done.
   }
@@ -246,10 +263,13 @@ void Scheduler::close_all() {
 
 int Scheduler::workers_to_start() {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Ready streams are picked up by a worker that is starting or between two streams; one busy with
+  // a stream's chunk (an Opus part or frame: a millisecond or more) is not, so it does not count.
+  const int pickers = starting_workers_ + active_workers_ - holding_;
+  const int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
   // A task counts until its completion ran on the event loop (task_completed), not until its
   // worker returned: otherwise a busy event loop would let every push() queue one more task.
-  const int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
-  const int n = std::max(0, want - tasks_outstanding_);
+  const int n = std::max(0, std::min(want - pickers, options_.max_workers - tasks_outstanding_));
   tasks_outstanding_ += n;
   starting_workers_ += n;
   return n;
@@ -343,21 +363,30 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
     free_scratch_.pop_back();
   }
   const uint64_t deadline = start + options_.worker_budget_ns;
+  // A worker leaves in the same critical section in which it found nothing to do or ran out of
+  // budget: until then workers_to_start() counts it as one that will pick up the next ready stream.
+  auto leave_locked = [&] {
+    free_scratch_.push_back(scratch);
+    --active_workers_;
+  };
   for (;;) {
     Stream* s;
     size_t n = 0;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       s = pop_ready_locked();
-      if (!s) break;
+      if (!s) {
+        leave_locked();
+        return;
+      }
+      ++holding_;
       const size_t cap = s->ring.size();
       // A flush right behind the chunk goes with it, so it can mark the turn's last datagram.
       while (s->count > 0 && (n < options_.batch_per_stream || (n == options_.batch_per_stream && s->ring[s->head].kind == ItemKind::kFlush))) {
         scratch->items[n++] = s->ring[s->head];
-        if (s->ring[s->head].wakes) --s->waking;
+        forget_item_locked(s, s->ring[s->head]);
         s->head = (s->head + 1) % cap;
         --s->count;
-        (s->is_uplink() ? queued_up_ : queued_down_) -= 1;
       }
       s->riding = std::min(s->riding, s->count);
     }
@@ -384,8 +413,10 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
     }
     Stream* to_delete = nullptr;
     bool notify = false;
+    bool leave = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      --holding_;
       for (const Result& r : scratch->results) {
         if (r.kind == ResultKind::kDownlinkTurnEnd) {
           // The turn's last datagram may come from an earlier chunk still waiting for delivery.
@@ -397,6 +428,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
         }
         results_.push_back(r);
       }
+      scratch->results.clear();  // here: once this worker leaves, another may take its scratch
       if (s->closed) {
         s->scheduled = false;
         to_delete = s;
@@ -406,20 +438,21 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
         // Items left that cannot produce output wait for the next one that can.
         if (s->waking > 0) push_ready_locked(s); else s->scheduled = false;
       }
+      const bool budget_left = now_ns() < deadline;
       // More streams to go in this task: hand what is finished to JS now rather than at the end.
-      if (notifier_ && !notified_ && !results_.empty() && ready_head_ && now_ns() < deadline) {
+      if (notifier_ && !notified_ && !results_.empty() && ready_count_ > 0 && budget_left) {
         notified_ = true;
         notify = true;
       }
+      if (!budget_left) {
+        leave = true;
+        leave_locked();
+      }
     }
     if (notify) notifier_();
-    scratch->results.clear();
     delete to_delete;
-    if (now_ns() >= deadline) break;
+    if (leave) return;
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  free_scratch_.push_back(scratch);
-  --active_workers_;
 }
 
 }  // namespace xz::pipeline

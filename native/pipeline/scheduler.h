@@ -1,13 +1,17 @@
 // The threadpool scheduler, free of Node-API so it can be driven by native tests and benchmarks.
 //
 //  * push() (main thread) copies input into pooled slabs and appends it to the stream's bounded ring
-//    (full ring: the oldest item is dropped and counted). A stream with queued input that can
-//    produce output (Stream::completes_output; e.g. the 10 ms chunk that completes a 60 ms
-//    downlink frame) sits once in the ready list; input that cannot waits for such an item.
-//  * run_worker() (a libuv threadpool thread) pops ready streams round-robin and processes up to
-//    `batch_per_stream` items of each, until the ready list is empty or its time budget is spent.
-//    A stream is in the ready list or held by exactly one worker, never both: its items are
-//    processed in order and never on two threads at once; different streams run in parallel.
+//    (full ring: the oldest item is dropped and counted). A stream with queued input that gives a
+//    worker something to do (Stream::wake_for; e.g. the 10 ms chunk that completes a 20 ms part of
+//    a 60 ms downlink frame) sits once in a ready list; input that does not waits for such an item.
+//    Streams with urgent input (an output someone waits for: an uplink frame, a finished downlink
+//    frame) are in the urgent list, the others (work ahead: a part of a frame) in the ahead list.
+//  * run_worker() (a libuv threadpool thread) pops ready streams, urgent first, round-robin within
+//    a list, and processes up to `batch_per_stream` items of each, until both lists are empty or its
+//    time budget is spent. A stream is in a ready list or held by exactly one worker, never both:
+//    its items are processed in order and never on two threads at once; different streams run in
+//    parallel. workers_to_start() starts a task for every ready stream no starting or idle worker
+//    will take (up to max_workers tasks in flight).
 //  * Results are appended to one shared list right after a stream's chunk is processed and before
 //    the stream can be picked again, so results of a stream are always in input order, whichever
 //    worker finishes first. take_results() (main thread) swaps the whole list out: one completion
@@ -90,8 +94,12 @@ class Scheduler {
  private:
   struct WorkerScratch;
   void push_ready_locked(Stream* s);
+  void unlink_ready_locked(Stream* s);
   Stream* pop_ready_locked();
   void enqueue_locked(Stream* s, const InputItem& item);
+  // Bookkeeping for an item leaving its stream's queue (taken by a worker or dropped); the caller
+  // moves the ring's head and releases the slab.
+  void forget_item_locked(Stream* s, const InputItem& item);
   void drop_queued_locked(Stream* s, Counter reason, bool keep_control);
   void release_result(Result& r);
 
@@ -101,13 +109,19 @@ class Scheduler {
 
   std::mutex mutex_;
   std::unordered_map<uint32_t, Stream*> streams_;  // open streams (closed ones leave at close)
-  Stream* ready_head_ = nullptr;
-  Stream* ready_tail_ = nullptr;
+  // Streams ready for a worker: those with urgent items first, then those with work ahead only.
+  static constexpr int kUrgentList = 0, kAheadList = 1;
+  struct ReadyList {
+    Stream* head = nullptr;
+    Stream* tail = nullptr;
+  };
+  ReadyList ready_[2];
   size_t ready_count_ = 0;
   std::vector<Result> results_;
   std::vector<std::unique_ptr<WorkerScratch>> scratch_;  // one per concurrent worker
   std::vector<WorkerScratch*> free_scratch_;
   int active_workers_ = 0;
+  int holding_ = 0;            // workers processing a stream's chunk (not picking up ready streams)
   int starting_workers_ = 0;
   int tasks_outstanding_ = 0;  // started and not yet completed on the main thread
   uint32_t next_id_ = 1;

@@ -29,10 +29,14 @@ struct InputItem {
   uint64_t enqueued_ns = 0;
   ItemKind kind = ItemKind::kData;
   SampleFormat format = SampleFormat::kS16;
-  // Whether this item made its stream ready for a worker (see Stream::completes_output). Only such
+  // Whether this item made its stream ready for a worker (see Stream::wake_for). Only such
   // items' queue wait feeds the latency histogram and the encoder ladder: an item that rides along
   // with a later one waits for that one by design, not because the pool is busy.
   bool wakes = true;
+  // Whether a result someone waits for hangs on it (an uplink frame, a finished downlink frame, a
+  // turn's end), as opposed to work done ahead (a part of a downlink frame): workers take streams
+  // with such items first.
+  bool urgent = true;
 };
 
 enum class ResultKind : uint8_t {
@@ -90,10 +94,15 @@ class Stream {
   virtual void process(const InputItem& item, ProcessContext& ctx) = 0;
 
   // Called on the main thread, under the scheduler's mutex, as `item` is queued (in queue order):
-  // can processing it produce output? If not, the stream is not made ready for it: it waits in the
-  // queue and is processed together with the next item that can. Downlink PCM arrives in 10 ms
-  // chunks but leaves in 60 ms frames, so this saves five threadpool round trips per frame.
-  virtual bool completes_output(const InputItem& /*item*/) { return true; }
+  // what processing it will produce.
+  //  * kRide: nothing; the stream is not made ready for it: it waits in the queue and is processed
+  //    together with the next item that wakes. Downlink PCM arrives in 10 ms chunks but is coded in
+  //    20 ms parts of 60 ms frames, so this saves one threadpool round trip in two.
+  //  * kAhead: work done ahead of a deadline (a part of a downlink frame): wakes a worker, which
+  //    takes streams with urgent work first.
+  //  * kUrgent: an output someone waits for (an uplink frame, a finished downlink frame).
+  enum class Wake { kRide, kAhead, kUrgent };
+  virtual Wake wake_for(const InputItem& /*item*/) { return Wake::kUrgent; }
   // Called under the scheduler's mutex by the worker that holds the stream, after its chunk: make
   // the queue-time prediction above exact again from the stream's real state and what is queued
   // (after queued items were dropped, the prediction no longer matches what the stream will see).
@@ -104,12 +113,15 @@ class Stream {
   // --- owned by the Scheduler, guarded by its mutex ---
   std::vector<InputItem> ring;  // bounded queue, capacity fixed at creation
   size_t head = 0, count = 0;
-  bool scheduled = false;  // in the ready list or being processed by a worker
+  bool scheduled = false;  // in a ready list or being processed by a worker
   bool closed = false;     // JS closed it: no new input; freed once no worker holds it
   size_t waking = 0;       // queued items with `wakes` set
+  size_t urgent = 0;       // queued items with `wakes` and `urgent` set
   size_t riding = 0;       // items queued after the last one with `wakes` set (the queue's tail)
   bool prediction_stale = false;  // items were dropped: every item wakes until the next resync
+  int ready_list = -1;     // which ready list it is in (Scheduler::kUrgentList, kAheadList), -1 none
   Stream* next_ready = nullptr;
+  Stream* prev_ready = nullptr;
 };
 
 }  // namespace xz::pipeline
