@@ -2,12 +2,15 @@
 // predecessor): N full-duplex streams at real-time rates.
 //
 // Every stream, from its start time on, pushes one 10 ms Float32 downlink chunk every 10 ms and one
-// uplink datagram every 60 ms. Start times are spread evenly (and continuously, not on a 10 ms grid)
-// over the first half of the warm-up, so the streams' phases are independent of one another, as they
-// are in a gateway: each device sends on its own clock and each LiveKit subscription delivers on its
-// own. `aligned` puts every start on a 10 ms grid instead (all streams push their chunks in the same
-// timer turn, one sixth of them completing a frame together): the worst-case burst pattern of earlier
-// versions of this benchmark. A 1 ms timer fires every due push in time order; a late timer catches
+// uplink datagram every 60 ms. Start times are spread over the first half of the warm-up, and each
+// stream's phase within the 60 ms frame (hence also within the 10 ms chunk period) is its own:
+// 60 ms × frac(i × golden ratio), a low-discrepancy sequence, so for any N the phases are spread
+// evenly and independently of one another, as they are in a gateway: each device sends on its own
+// clock and each LiveKit subscription delivers on its own. (Spreading start times evenly over the
+// ramp alone is not enough: for N dividing the ramp's length in 10 ms steps, e.g. N = 10, every
+// stream would push in the same millisecond and complete its frames in step with others.)
+// `aligned` puts every start on a 10 ms grid instead (all streams push their chunks in the same
+// timer turn, one sixth of them completing a frame together): the worst-case burst pattern. A 1 ms timer fires every due push in time order; a late timer catches
 // up (its lateness counts against the frames it pushes, see `late`).
 //
 // Latency of a frame = push time -> the design's output callback on the main thread:
@@ -70,6 +73,8 @@ export function dist(values: Float64Array, n: number): Dist {
 }
 
 const LATE_MS = 60;
+const FRAME_MS = CHUNKS_PER_FRAME * TICK_MS;
+const GOLDEN_FRACTION = (Math.sqrt(5) - 1) / 2;
 const GRACE_MS = 1000;
 
 export async function runLoad(req: LoadRequest, target: Target): Promise<LoadResult> {
@@ -110,7 +115,9 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   };
 
   for (let i = 0; i < n; i++) {
-    startMs[i] = req.aligned ? Math.floor((i * rampTicks) / n) * TICK_MS : (i * rampTicks * TICK_MS) / n;
+    startMs[i] = req.aligned
+      ? Math.floor((i * rampTicks) / n) * TICK_MS
+      : FRAME_MS * Math.floor((i * rampTicks * TICK_MS) / n / FRAME_MS) + FRAME_MS * ((i * GOLDEN_FRACTION) % 1);
     chunkOffset[i] = (i * 331) % chunks.length;
     const ticks = Math.ceil((totalMs - startMs[i]!) / TICK_MS);
     const ups = Math.ceil(ticks / CHUNKS_PER_FRAME) + 1;
