@@ -15,7 +15,7 @@ import {
   SIGNATURE_KEY, capturingLogger, connectDevice, connectExpectingRefusal, ensureMosquittoClients, makeDevice,
   nextEvent, sleep, startBroker, type Device, type RunningBroker,
 } from './helpers/broker-fixture.js';
-import { connectPacket, DISCONNECT, parsePublish, PINGREQ, publishPacket, RawClient, remainingLength, subscribePacket } from './helpers/mqtt-raw.js';
+import { connectPacket, DISCONNECT, PINGREQ, publishPacket, RawClient, remainingLength, subscribePacket } from './helpers/mqtt-raw.js';
 
 const run = promisify(execFile);
 

@@ -3,8 +3,8 @@
 //    wrapped in the device's header and encrypted with the header as the AES-CTR IV (PROTOCOL.md
 //    §3.1), with sequences 1, 2, 3... Built before the run for every stream (own key and ssrc).
 //  * Downlink: the 48 kHz speech fixture as 10 ms Float32 chunks (what an AudioStream delivers).
-import { createHash } from 'node:crypto';
-import { AesCtr, OpusEncoder } from '../../src/index.js';
+import { createDecipheriv, createHash } from 'node:crypto';
+import { AesCtr, OpusDecoder, OpusEncoder, Resampler } from '../../src/index.js';
 import { frames, speech, toFloat32, type Speech } from '../micro/fixtures.js';
 
 export const CHUNK_SAMPLES = 480;  // 10 ms at 48 kHz
@@ -92,4 +92,27 @@ export function s16Bytes(parts: Int16Array[]): Uint8Array {
     o += p.length;
   }
   return new Uint8Array(out.buffer);
+}
+
+/**
+ * Downlink datagrams as a device hears them: decrypted (the header is the AES-CTR IV), decoded by
+ * libopus at 24 kHz (a missing datagram, `undefined`, is concealed), then resampled to 16 kHz for
+ * wideband PESQ. Returns the 16 kHz chunks, the resampler's tail last.
+ */
+export function decodeLikeDevice(key: Uint8Array, datagrams: readonly (Uint8Array | undefined)[]): Int16Array[] {
+  const dec = new OpusDecoder({ sampleRate: 24000, channels: 1 });
+  const rs = new Resampler({ inputRate: 24000, outputRate: 16000 });
+  const out: Int16Array[] = [];
+  for (const d of datagrams) {
+    let pcm: Int16Array;
+    if (d) {
+      const decipher = createDecipheriv('aes-128-ctr', key, d.subarray(0, 16));
+      pcm = dec.decode(Buffer.concat([decipher.update(d.subarray(16)), decipher.final()]));
+    } else {
+      pcm = dec.decode(null, { frameSize: 1440 });
+    }
+    out.push(rs.process(pcm));
+  }
+  out.push(rs.flush());
+  return out;
 }

@@ -20,10 +20,8 @@
 // A frame counts as late when its output arrives more than 60 ms after the frame was *due*
 // (scheduled push time), and as missing when it never arrives (1 s grace after the window).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { createDecipheriv } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { OpusDecoder, Resampler } from '../../src/index.js';
-import { CHUNKS_PER_FRAME, CHUNK_SAMPLES, credentials, deviceDatagrams, downlinkChunks, s16Bytes, speech, TICK_MS, type StreamCredentials } from './fixtures.js';
+import { CHUNKS_PER_FRAME, CHUNK_SAMPLES, credentials, decodeLikeDevice, deviceDatagrams, downlinkChunks, FRAME_MS, s16Bytes, speech, TICK_MS, type StreamCredentials } from './fixtures.js';
 import type { Dist, LoadRequest, LoadResult } from './protocol.js';
 
 export interface Sink {
@@ -73,7 +71,6 @@ export function dist(values: Float64Array, n: number): Dist {
 }
 
 const LATE_MS = 60;
-const FRAME_MS = CHUNKS_PER_FRAME * TICK_MS;
 const GOLDEN_FRACTION = (Math.sqrt(5) - 1) / 2;
 const GRACE_MS = 1000;
 
@@ -314,23 +311,7 @@ function writeCapture(file: string, cred: StreamCredentials, captured: Map<numbe
   for (let f = 0; f < completing.length; f++) {
     if (inWindow(completing[f]!)) frames.push(f);
   }
-  const dec = new OpusDecoder({ sampleRate: 24000, channels: 1 });
-  const rs = new Resampler({ inputRate: 24000, outputRate: 16000 });
-  const parts: Int16Array[] = [];
-  for (const f of frames) {
-    const d = captured.get(f);
-    let pcm: Int16Array;
-    if (d) {
-      const decipher = createDecipheriv('aes-128-ctr', cred.key, d.subarray(0, 16));
-      const opus = Buffer.concat([decipher.update(d.subarray(16)), decipher.final()]);
-      pcm = dec.decode(opus);
-    } else {
-      pcm = dec.decode(null, { frameSize: 1440 });
-    }
-    parts.push(rs.process(pcm));
-  }
-  parts.push(rs.flush());
-  writeFileSync(file, s16Bytes(parts));
+  writeFileSync(file, s16Bytes(decodeLikeDevice(cred.key, frames.map((f) => captured.get(f)))));
   // Reference: the input chunks of those frames (frame f <- chunks 6f .. 6f+5 of the stream).
   const sp16 = speech(16000).samples;
   const per16 = CHUNK_SAMPLES / 3;

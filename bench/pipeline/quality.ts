@@ -6,28 +6,14 @@
 //  * ours: the real AudioPipeline downlink, at equal settings and at our defaults on every rung of
 //    the encoder ladder (level forced with setEncoderLevel).
 import { spawnSync } from 'node:child_process';
-import { createDecipheriv } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AudioPipeline, DEFAULT_ENCODER_LADDER, OpusDecoder, OpusEncoder, Resampler, type DownlinkEncoderOptions } from '../../src/index.js';
+import { AudioPipeline, DEFAULT_ENCODER_LADDER, OpusEncoder, type DownlinkEncoderOptions } from '../../src/index.js';
 import { BaselineSession, loadBaselineLibs } from '../baseline/session.js';
 import { frames } from '../micro/fixtures.js';
-import { credentials, downlinkChunks, s16Bytes, speech } from './fixtures.js';
+import { credentials, decodeLikeDevice, downlinkChunks, s16Bytes, speech } from './fixtures.js';
 import type { QualityFile, QualityRequest, QualityResult } from './protocol.js';
 import { EQUAL_ENCODER } from './targets.js';
-
-/** Device side: decrypt (header = IV), decode at 24 kHz, then 16 kHz for wideband PESQ. */
-function decodeDatagrams(key: Uint8Array, datagrams: Uint8Array[]): Int16Array[] {
-  const dec = new OpusDecoder({ sampleRate: 24000, channels: 1 });
-  const rs = new Resampler({ inputRate: 24000, outputRate: 16000 });
-  const out: Int16Array[] = [];
-  for (const d of datagrams) {
-    const decipher = createDecipheriv('aes-128-ctr', key, d.subarray(0, 16));
-    out.push(rs.process(dec.decode(Buffer.concat([decipher.update(d.subarray(16)), decipher.final()]))));
-  }
-  out.push(rs.flush());
-  return out;
-}
 
 async function oursChain(encoder: DownlinkEncoderOptions, level: number | undefined): Promise<Uint8Array[]> {
   const { chunks } = downlinkChunks();
@@ -80,7 +66,7 @@ export async function runQuality(req: QualityRequest): Promise<QualityResult> {
   const files: QualityFile[] = [];
   const add = (name: string, datagrams: Uint8Array[]): void => {
     const file = join(req.dir, `${name}.s16`);
-    writeFileSync(file, s16Bytes(decodeDatagrams(cred.key, datagrams)));
+    writeFileSync(file, s16Bytes(decodeLikeDevice(cred.key, datagrams)));
     const bytes = datagrams.reduce((a, d) => a + d.length - 16, 0);
     files.push({ name, file, meanBytes: datagrams.length ? bytes / datagrams.length : 0 });
   };
