@@ -82,17 +82,13 @@ void DownlinkStream::encode_frame(const InputItem& item, uint32_t flags, Process
   aes_.crypt(out.data(), out.data() + dsp::kPacketHeaderSize, out.data() + dsp::kPacketHeaderSize, n);
   m.observe(kHistDownEncrypt, now_ns() - t1);
 
-  Result r;
-  r.stream_id = id;
-  r.kind = ResultKind::kDownlinkDatagram;
+  Result r = result_for(item, ResultKind::kDownlinkDatagram);
   r.flags = flags;
   r.pool = &ctx.pools.datagram;
   r.slab = out.release_ownership();
   r.length = static_cast<uint32_t>(n + dsp::kPacketHeaderSize);
-  r.tag = item.tag;
   r.sequence = h.sequence;
   r.timestamp = h.timestamp;
-  r.enqueued_ns = item.enqueued_ns;
   ctx.results.push_back(r);
   m.add(kDownFramesOut);
   m.add(kDownBytesOut, r.length);
@@ -150,12 +146,7 @@ void DownlinkStream::process(const InputItem& item, ProcessContext& ctx) {
       }
       // Report the end of the turn so the sender can schedule `tts stop` after the last datagram
       // (the scheduler marks that datagram kResultLastOfTurn if it is not delivered yet).
-      Result end;
-      end.stream_id = id;
-      end.kind = ResultKind::kDownlinkTurnEnd;
-      end.tag = item.tag;
-      end.enqueued_ns = item.enqueued_ns;
-      ctx.results.push_back(end);
+      ctx.results.push_back(result_for(item, ResultKind::kDownlinkTurnEnd));
       return;
     }
     case ItemKind::kData: break;

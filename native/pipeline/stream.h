@@ -110,6 +110,16 @@ class Stream {
 
   uint32_t id = 0;
 
+  // A result of this stream answering `item` (its tag and enqueue time travel with it).
+  Result result_for(const InputItem& item, ResultKind kind) const {
+    Result r;
+    r.stream_id = id;
+    r.kind = kind;
+    r.tag = item.tag;
+    r.enqueued_ns = item.enqueued_ns;
+    return r;
+  }
+
   // --- owned by the Scheduler, guarded by its mutex ---
   std::vector<InputItem> ring;  // bounded queue, capacity fixed at creation
   size_t head = 0, count = 0;

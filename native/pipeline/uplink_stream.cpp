@@ -31,16 +31,12 @@ void UplinkStream::emit_pcm(const int16_t* pcm, int samples, const InputItem& it
                                       Pools::kPcmSlab / sizeof(int16_t));
   m.observe(kHistUpResample, now_ns() - t0);
   if (n == 0) return;  // the resampler can hold back a few samples of a tiny frame
-  Result r;
-  r.stream_id = id;
-  r.kind = ResultKind::kUplinkPcm;
+  Result r = result_for(item, ResultKind::kUplinkPcm);
   r.flags = flags;
   r.pool = &ctx.pools.pcm;
   r.slab = out.data();
   r.length = static_cast<uint32_t>(n * sizeof(int16_t));
-  r.tag = item.tag;
   r.sequence = sequence;
-  r.enqueued_ns = item.enqueued_ns;
   ctx.results.push_back(r);
   static_cast<void>(out.release_ownership());
   m.add(kUpFramesOut);
@@ -78,11 +74,7 @@ bool UplinkStream::check_packet(const InputItem& item, dsp::PacketHeader& h, int
 void UplinkStream::process(const InputItem& item, ProcessContext& ctx) {
   MetricsBlock& m = ctx.metrics;
   if (item.kind == ItemKind::kFlush) {
-    Result r;
-    r.stream_id = id;
-    r.kind = ResultKind::kUplinkDrained;
-    r.tag = item.tag;
-    r.enqueued_ns = item.enqueued_ns;
+    Result r = result_for(item, ResultKind::kUplinkDrained);
     ctx.results.push_back(r);
     return;
   }
@@ -95,13 +87,9 @@ void UplinkStream::process(const InputItem& item, ProcessContext& ctx) {
   const bool ok = check_packet(item, h, samples, ctx);
   if (item.kind == ItemKind::kProbe) {
     // Every probe is reported, valid or not, so the gateway can demand consecutive valid ones.
-    Result r;
-    r.stream_id = id;
-    r.kind = ResultKind::kUplinkProbe;
+    Result r = result_for(item, ResultKind::kUplinkProbe);
     r.flags = ok ? kResultProbeValid : 0;
-    r.tag = item.tag;
     r.sequence = ok ? h.sequence : 0;
-    r.enqueued_ns = item.enqueued_ns;
     ctx.results.push_back(r);
     return;
   }
