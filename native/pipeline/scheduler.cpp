@@ -74,6 +74,7 @@ void Scheduler::push_ready_locked(Stream* s) {
   s->prev_ready = l.tail;
   if (l.tail) l.tail->next_ready = s; else l.head = s;
   l.tail = s;
+  ++l.count;
   ++ready_count_;
 }
 
@@ -83,6 +84,7 @@ void Scheduler::unlink_ready_locked(Stream* s) {
   if (s->next_ready) s->next_ready->prev_ready = s->prev_ready; else l.tail = s->prev_ready;
   s->next_ready = s->prev_ready = nullptr;
   s->ready_list = -1;
+  --l.count;
   --ready_count_;
 }
 
@@ -266,7 +268,11 @@ int Scheduler::workers_to_start() {
   // Ready streams are picked up by a worker that is starting or between two streams; one busy with
   // a stream's chunk (an Opus part or frame: a millisecond or more) is not, so it does not count.
   const int pickers = starting_workers_ + active_workers_ - holding_;
-  const int want = static_cast<int>(std::min<size_t>(ready_count_, static_cast<size_t>(options_.max_workers)));
+  // Work ahead (parts of frames) gets a task of its own only when none is in flight: otherwise it
+  // waits for a running worker to finish its chunk (it has tens of milliseconds of slack), which
+  // saves a thread wake-up and a completion per part. Urgent work gets a free core at once.
+  const size_t ready = tasks_outstanding_ == 0 ? ready_count_ : ready_[kUrgentList].count;
+  const int want = static_cast<int>(std::min<size_t>(ready, static_cast<size_t>(options_.max_workers)));
   // A task counts until its completion ran on the event loop (task_completed), not until its
   // worker returned: otherwise a busy event loop would let every push() queue one more task.
   const int n = std::max(0, std::min(want - pickers, options_.max_workers - tasks_outstanding_));

@@ -114,6 +114,7 @@ class Scheduler {
   struct ReadyList {
     Stream* head = nullptr;
     Stream* tail = nullptr;
+    size_t count = 0;
   };
   ReadyList ready_[2];
   size_t ready_count_ = 0;
