@@ -414,9 +414,10 @@ describe('livekit-server restart', () => {
         const sid = d.session();
         let recovered: TestAgent | undefined;
         await waitUntil(() => {
-          // The agent the gateway follows now (the same one reconnected, or one dispatched again).
+          // The agent the gateway follows now (the same one reconnected, or one dispatched again),
+          // its audio subscribed by the gateway: before that, what it says cannot reach the device.
           const s = lk.sessions().find((x) => x.sessionId === sid);
-          recovered = s?.agent && s.connectionState === 1 ? worker.agents.find((a) => a.room.isConnected && a.identity === s.agent && a.device() !== undefined) : undefined;
+          recovered = s?.agent && s.connectionState === 1 && s.agentAudio ? worker.agents.find((a) => a.room.isConnected && a.identity === s.agent && a.device() !== undefined) : undefined;
           return recovered !== undefined || d.messages.some((m) => m.type === 'goodbye' && m.session_id === sid);
         }, 45000, `session ${sid} to recover or say goodbye`);
         if (!recovered) return 'goodbye';
@@ -434,6 +435,6 @@ describe('livekit-server restart', () => {
       }));
       console.log(`server restart (${signal}): ${outcomes.join(', ')}`);
       for (const { d } of sessions) d.publish({ session_id: d.session(), type: 'goodbye' });
-    });
+    }, 120_000);  // its own waits add up to ~60 s (recovery 45 s, the agent's reply, the device's speech)
   }
 });

@@ -54,9 +54,19 @@ export class LivekitAgentBackend implements AgentBackend {
     return s;
   }
 
-  /** The open sessions: room, agent, connection state (operations, tests). */
-  sessions(): Array<{ sessionId: string; deviceId: string; room: string; agent: string | undefined; connectionState: number }> {
-    return [...this.#sessions].map((s) => ({ sessionId: s.info.sessionId, deviceId: s.info.deviceId, room: s.roomName, agent: s.agentIdentity, connectionState: s.connectionState }));
+  /**
+   * The open sessions: room, agent, connection state, and whether the agent's audio is subscribed
+   * (agentAudio: what the agent says reaches the device) (operations, tests).
+   */
+  sessions(): Array<{ sessionId: string; deviceId: string; room: string; agent: string | undefined; connectionState: number; agentAudio: boolean }> {
+    return [...this.#sessions].map((s) => ({
+      sessionId: s.info.sessionId,
+      deviceId: s.info.deviceId,
+      room: s.roomName,
+      agent: s.agentIdentity,
+      connectionState: s.connectionState,
+      agentAudio: s.agentAudio,
+    }));
   }
 
   /** Live objects (must all be 0 once every session is closed) and event counters. */

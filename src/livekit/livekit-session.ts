@@ -86,6 +86,8 @@ export interface LivekitStats {
 }
 
 const SAMPLE_RATE = 48000;
+/** A requested subscription to the agent's audio that has not arrived after this long is requested again. */
+const SUBSCRIBE_RETRY_MS = 3000;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout> | undefined;
@@ -145,6 +147,8 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   /** room.connect() until it settles: close() must not leave a connect that completes later behind. */
   #connecting: Promise<void> | null = null;
   #leaveTimer: ReturnType<typeof setTimeout> | null = null;
+  #subscribeRetry: ReturnType<typeof setTimeout> | null = null;
+  #agentAudioWait: ReturnType<typeof setTimeout> | null = null;
   #listenMode: ListenMode = 'auto';
   #reconnecting = false;
   #lastReconnectAt = -Infinity;
@@ -296,6 +300,11 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     return this.#room.connectionState;
   }
 
+  /** The agent's audio reaches the downlink (its track is subscribed and read): the device can hear it. */
+  get agentAudio(): boolean {
+    return this.#stream !== null;
+  }
+
   // --- AgentSession: device → agent ---
 
   pushAudio(pcm: Int16Array, _sampleRate: number, sequence?: number): void {
@@ -398,10 +407,12 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
 
   #considerAgent(p: RemoteParticipant): void {
     if (this.#closed || this.#agent || !this.#isAgent(p)) return;
+    const returning = this.#everHadAgent;
     this.#agent = p;
     this.#agentJoinedAt = performance.now();
     this.#everHadAgent = true;
     this.#clearAgentWait();
+    if (returning) this.#armAgentAudioWait(p);
     this.#log.info({ agent: p.identity, state: p.attributes[ATTR_AGENT_STATE] }, 'agent joined');
     this.#readAgentState();
     this.#flushWakeWord();
@@ -419,11 +430,54 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
 
   #maybeSubscribe(pub: RemoteTrackPublication, p: RemoteParticipant): void {
     if (this.#closed || pub.kind !== TrackKind.KIND_AUDIO || !this.#speaksForAgent(p)) return;
-    if (!pub.subscribed) pub.setSubscribed(true);
+    if (pub.subscribed) return;
+    pub.setSubscribed(true);
+    this.#armSubscribeRetry();
+  }
+
+  /**
+   * Requests again every audio track of the agent (or published on its behalf) that is not
+   * subscribed yet. A request can be lost: after a full reconnect (livekit-server restarted) rtc-node
+   * announces the new server session's participants and tracks while it still sends signalling
+   * through the old, closed session, until the new one's peer connection is up; an UpdateSubscription
+   * sent in that window goes nowhere, and with autoSubscribe off nothing else subscribes: the device
+   * would never hear the agent again. Reconnected comes after the switch, so asking there is safe.
+   */
+  #resubscribeAgentAudio(why: string): void {
+    if (this.#closed || !this.#agent) return;
+    const again: string[] = [];
+    for (const p of this.#room.remoteParticipants.values()) {
+      if (!this.#speaksForAgent(p)) continue;
+      for (const pub of p.trackPublications.values()) {
+        if (pub.kind !== TrackKind.KIND_AUDIO || pub.subscribed) continue;
+        pub.setSubscribed(true);
+        again.push(pub.sid ?? '?');
+      }
+    }
+    if (again.length === 0) return;
+    this.#log.info({ tracks: again, why }, "requested the agent's audio again");
+    this.#armSubscribeRetry();
+  }
+
+  /** Until the agent's audio is subscribed, asks again now and then (while connected). */
+  #armSubscribeRetry(): void {
+    if (this.#subscribeRetry || this.#closed) return;
+    this.#subscribeRetry = setTimeout(() => {
+      this.#subscribeRetry = null;
+      // While reconnecting a request would be lost again: Reconnected asks.
+      if (this.#room.connectionState === ConnectionState.CONN_CONNECTED) this.#resubscribeAgentAudio(`not subscribed within ${SUBSCRIBE_RETRY_MS} ms`);
+    }, SUBSCRIBE_RETRY_MS);
+  }
+
+  #clearSubscribeRetry(): void {
+    if (this.#subscribeRetry) clearTimeout(this.#subscribeRetry);
+    this.#subscribeRetry = null;
   }
 
   #trackSubscribed(track: RemoteTrack, pub: RemoteTrackPublication, p: RemoteParticipant): void {
     if (this.#closed || track.kind !== TrackKind.KIND_AUDIO || !this.#speaksForAgent(p)) return;
+    this.#clearSubscribeRetry();
+    this.#clearAgentAudioWait();
     this.#stopStream();
     // 20 ms frames, not the default 10: every frame is one FFI event that rtc-node hands to every
     // listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
@@ -471,6 +525,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#closed || !this.#agent || p.identity !== this.#agent.identity) return;
     this.#agent = null;
     this.#agentState = null;
+    this.#clearAgentAudioWait();
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = null;
     this.#stopStream();
@@ -506,6 +561,28 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#agentWait = null;
   }
 
+  /**
+   * An agent that came back after a reconnection must bring its audio within the agent timeout.
+   * After a server restart an agent can rejoin half-way (in the room, but its audio track never
+   * republished and the device never announced to it): the device would stay connected and never
+   * hear anything. It ends like an agent that did not come back: alert, then goodbye.
+   */
+  #armAgentAudioWait(agent: RemoteParticipant): void {
+    this.#clearAgentAudioWait();
+    this.#agentAudioWait = setTimeout(() => {
+      this.#agentAudioWait = null;
+      if (this.#closed || this.#agent !== agent || this.#stream) return;
+      this.#log.warn({ agent: agent.identity, waitedMs: this.#o.agentJoinTimeoutMs, tracks: agent.trackPublications.size }, 'the agent came back without its audio');
+      this.emit('alert', { status: 'error', message: 'voice agent lost', emotion: 'sad' });
+      this.#end('the agent came back without its audio');
+    }, this.#o.agentJoinTimeoutMs);
+  }
+
+  #clearAgentAudioWait(): void {
+    if (this.#agentAudioWait) clearTimeout(this.#agentAudioWait);
+    this.#agentAudioWait = null;
+  }
+
   // --- connection ---
 
   #onReconnecting(): void {
@@ -526,6 +603,9 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#agent && !this.#room.remoteParticipants.has(this.#agent.identity)) this.#participantLeft(this.#agent);
     for (const p of this.#room.remoteParticipants.values()) this.#considerAgent(p);
     if (!this.#agent && !this.#agentWait) this.#armAgentWait();
+    // The agent (and its track) may have been announced during the reconnection, when subscribing
+    // could not work: ask again for what is not subscribed.
+    this.#resubscribeAgentAudio('reconnected');
   }
 
   #onDisconnected(reason: DisconnectReason): void {
@@ -556,6 +636,8 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#closed) return;
     this.#closed = true;
     this.#clearAgentWait();
+    this.#clearAgentAudioWait();
+    this.#clearSubscribeRetry();
     if (this.#leaveTimer) clearTimeout(this.#leaveTimer);
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = null;

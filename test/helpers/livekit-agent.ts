@@ -330,9 +330,12 @@ export class TestAgent {
   async leave(): Promise<void> {
     if (this.#left) return;
     this.#left = true;
-    try {
-      await this.room.disconnect();
-    } catch {}
+    // Bounded: a room that rejoined a restarted server half-way (see livekit-session.ts, "the agent
+    // came back without its audio") can leave disconnect() pending forever, and the suite's teardown
+    // with it.
+    let t: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.room.disconnect().catch(() => {}), new Promise((r) => (t = setTimeout(r, 5000)))]);
+    clearTimeout(t);
     await this.source.close().catch(() => {});
     this.onLeave?.();
   }
