@@ -137,26 +137,57 @@ export interface Similarity {
   /**
    * Median over the reference's voiced 100 ms windows of the waveform NCC at the best local lag
    * (1 = identical up to gain). Local, because the receiver's jitter buffer (NetEq) stretches and
-   * compresses time a little: one global lag would punish that, not lost audio.
+   * compresses time: one global lag would punish that, not lost audio.
    */
   waveform: number;
-  /** Same for the 10 ms loudness envelopes (robust to codec phase changes). */
+  /** NCC of the 10 ms loudness envelopes at the global lag (robust to codec phase changes). */
   envelope: number;
   /** Where the reference starts in the received signal (ms). */
   lagMs: number;
 }
 
+/** `pcm` followed by `n` zeros: audio the receiver never got counts as silence, not as "no data". */
+function padded(pcm: ArrayLike<number>, n: number): Float64Array {
+  const out = new Float64Array(pcm.length + n);
+  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i]!;
+  return out;
+}
+
+// A window below this has lost track of the reference (NetEq dropped or inserted audio before it).
+const TRACK_LOST = 0.5;
+// How far NetEq may have moved the audio since the last window that matched (it drops or inserts
+// up to a few frames at once when its buffer level jumps after a delay spike).
+const REACQUIRE_MS = 150;
+
+function bestLocalLag(received: Int16Array, ref: Int16Array, at: number, from: number, to: number): { score: number; lag: number } {
+  let score = -1, lag = from;
+  for (let l = from; l <= to; l++) {
+    if (at + l < 0 || at + l + ref.length > received.length) continue;
+    const c = ncc(received.subarray(at + l, at + l + ref.length), ref, 0, ref.length);
+    if (c > score) {
+      score = c;
+      lag = l;
+    }
+  }
+  return { score, lag };
+}
+
 /**
  * Finds `reference` inside `received` (same rate): coarse alignment on 10 ms envelopes, then the
- * best waveform lag within ±2 envelope hops. Both codecs keep speech waveforms close enough for
- * the waveform NCC to stay high; silence or the wrong audio scores near 0.
+ * best waveform lag within ±2 envelope hops, then window by window around the running lag. Both
+ * codecs keep speech waveforms close enough for the waveform NCC to stay high; silence or the
+ * wrong audio scores near 0.
+ *
+ * The received signal is zero-padded by the reference's length for the alignment: a lag near the
+ * end of `received` would otherwise compare the reference's last bit with whatever is there and
+ * could beat the true lag (seen when NetEq had cut 60 ms out of the middle).
  */
 export function similarity(received: Int16Array, reference: Int16Array, rate: number): Similarity {
   const hop = rate / 100;
-  const er = envelope(received, hop);
   const ef = envelope(reference, hop);
+  const er = padded(envelope(received, hop), ef.length);
   let best = -1, bestLag = 0;
-  for (let lag = 0; lag + 10 < er.length; lag++) {
+  for (let lag = 0; lag + 10 < er.length - ef.length; lag++) {
     const c = ncc(er, ef, lag, ef.length);
     if (c > best) {
       best = c;
@@ -164,10 +195,11 @@ export function similarity(received: Int16Array, reference: Int16Array, rate: nu
     }
   }
   // Global waveform lag near the envelope's, then window by window around the running lag.
+  const rx = padded(received, reference.length);
   let lag = bestLag * hop;
   let gbest = -1;
   for (let l = Math.max(0, (bestLag - 2) * hop); l <= (bestLag + 2) * hop; l++) {
-    const c = ncc(received, reference, l, reference.length);
+    const c = ncc(rx, reference, l, reference.length);
     if (c > gbest) {
       gbest = c;
       lag = l;
@@ -176,6 +208,7 @@ export function similarity(received: Int16Array, reference: Int16Array, rate: nu
   const globalLag = lag;
   const win = rate / 10;
   const search = Math.round(rate * 0.015);
+  const reacquire = Math.round((rate * REACQUIRE_MS) / 1000);
   let peak = 0;
   for (let i = 0; i < reference.length; i++) peak = Math.max(peak, Math.abs(reference[i]!));
   const scores: number[] = [];
@@ -184,17 +217,15 @@ export function similarity(received: Int16Array, reference: Int16Array, rate: nu
     let e = 0;
     for (let i = 0; i < ref.length; i++) e = Math.max(e, Math.abs(ref[i]!));
     if (e < peak * 0.1) continue;  // silence or near-silence: nothing to compare
-    let wb = -1, wl = lag;
-    for (let l = lag - search; l <= lag + search; l++) {
-      if (w + l < 0 || w + l + win > received.length) continue;
-      const c = ncc(received.subarray(w + l, w + l + win), ref, 0, win);
-      if (c > wb) {
-        wb = c;
-        wl = l;
-      }
+    let m = bestLocalLag(received, ref, w, lag - search, lag + search);
+    if (m.score < TRACK_LOST) {
+      const wide = bestLocalLag(received, ref, w, lag - reacquire, lag + reacquire);
+      if (wide.score > m.score) m = wide;
     }
-    scores.push(Math.max(0, wb));
-    lag = wl;
+    scores.push(Math.max(0, m.score));
+    // Follow the audio only where it was found: a window that matched nothing says nothing about
+    // where the next one is.
+    if (m.score >= TRACK_LOST) lag = m.lag;
   }
   scores.sort((a, b) => a - b);
   const median = scores.length ? scores[Math.floor(scores.length / 2)]! : 0;
