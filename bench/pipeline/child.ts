@@ -8,8 +8,8 @@ async function run(req: ChildRequest): Promise<ChildResult> {
   switch (req.kind) {
     case 'load': {
       const { runLoad } = await import('./load.js');
-      const { baselineTarget, oursTarget } = await import('./targets.js');
-      const target = req.design === 'ours' ? oursTarget(req) : await baselineTarget(req);
+      const { baselineTarget, generatorTarget, oursTarget } = await import('./targets.js');
+      const target = req.design === 'ours' ? oursTarget(req) : req.design === 'generator' ? generatorTarget(req) : await baselineTarget(req);
       return runLoad(req, target);  // not closed: the process exits right after sending the result
     }
     case 'tight': {

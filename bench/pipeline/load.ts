@@ -20,7 +20,7 @@
 // A frame counts as late when its output arrives more than 60 ms after the frame was *due*
 // (scheduled push time), and as missing when it never arrives (1 s grace after the window).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { CHUNKS_PER_FRAME, CHUNK_SAMPLES, credentials, decodeLikeDevice, deviceDatagrams, downlinkChunks, FRAME_MS, s16Bytes, speech, TICK_MS, type StreamCredentials } from './fixtures.js';
 import type { Dist, LoadRequest, LoadResult } from './protocol.js';
 
@@ -68,6 +68,21 @@ export function dist(values: Float64Array, n: number): Dist {
   const v = values.subarray(0, n).sort();
   const rank = (q: number): number => v[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!;
   return { count: n, p50: rank(0.5), p99: rank(0.99), max: v[n - 1]! };
+}
+
+/**
+ * CPU time of the main thread so far (ms), from /proc/self/task/<pid>/stat (utime + stime, in clock
+ * ticks of 10 ms); undefined where there is no procfs. process.cpuUsage() counts every thread.
+ */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return undefined;
+  }
 }
 
 const LATE_MS = 60;
@@ -139,6 +154,8 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
   let tBegin = 0;
   let tEnd = 0;
   let cpuUs = 0;
+  let mainStart: number | undefined;
+  let mainMs: number | undefined;
   let generatorLateMax = 0;
   const t0 = performance.now() + 50;
   /** Absolute time stream i's push l is due. */
@@ -172,6 +189,7 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
               target.beginWindow();
               eld.enable();
               cpuStart = process.cpuUsage();
+              mainStart = mainThreadCpuMs();
               tBegin = lastSample = performance.now();
             }
             if (inWindow && now >= t0 + totalMs) break;
@@ -185,6 +203,7 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
             target.beginWindow();
             eld.enable();
             cpuStart = process.cpuUsage();
+            mainStart = mainThreadCpuMs();
             tBegin = lastSample = performance.now();
           }
           if (at >= totalMs) break;
@@ -201,6 +220,8 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
         if (inWindow && (n === 0 ? now >= t0 + totalMs : period * TICK_MS + phase(order[slot]!) >= totalMs)) {
           const cpu = process.cpuUsage(cpuStart);
           cpuUs = cpu.user + cpu.system;
+          const mainEnd = mainThreadCpuMs();
+          if (mainStart !== undefined && mainEnd !== undefined) mainMs = mainEnd - mainStart;
           tEnd = performance.now();
           eld.disable();
           target.endWindow();
@@ -274,6 +295,7 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
     request: req,
     windowS,
     cpuMsPerStreamS: n > 0 ? cpuUs / 1000 / (n * windowS) : 0,
+    ...(mainMs !== undefined && n > 0 ? { mainThreadCpuMsPerStreamS: mainMs / (n * windowS) } : {}),
     cpuUtilization: cpuUs / 1e6 / windowS,
     up: dist(upLat, nu),
     down: dist(downLat, nd),

@@ -305,6 +305,14 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
   // (b)'s CPU time per frame pair moves with what else runs on the machine (caches, clocks): it is
   // measured again in every round, next to ours, and the verdict takes the median.
   const cmpB: TightResult[] = tight.equal ? [tight.equal] : [];
+  // The load generator alone at the same N, once per round: its CPU is inside both designs' figures
+  // but not inside (b)'s, so the CPU comparison with (b) is also given net of it.
+  const cmpG: LoadResult[] = [];
+  const generatorRun = async (): Promise<void> => {
+    const rg = await load('load generator alone (no audio work)', 'generator', 'equal', false, nA);
+    if (rg) cmpG.push(rg);
+  };
+  await generatorRun();
   for (let round = 1; round < (o.quick ? 1 : 3); round++) {
     const ra = await load('(a) predecessor (side by side)', 'baseline', 'equal', false, nA);
     const rb = await runChild({ kind: 'tight', settings: 'equal', streams: 8, frames: 200 }, 300_000);
@@ -315,6 +323,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
       log(`  (b) equal settings (side by side): ${(rb.meanNs / 1000).toFixed(0)} µs CPU per frame pair = ${rb.cpuMsPerStreamS.toFixed(1)} ms/stream-s`);
     }
     if (ro) cmpO.push(ro);
+    await generatorRun();
   }
   const oursEqual = await search('ours-equal', 'ours equal', 'ours', 'equal', false, nA,
     cmp ? [{ streams: nA, ok: sustained(cmp), result: cmp }] : []);
@@ -371,7 +380,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     tight,
     idleMsPerS,
     searches: { a, 'ours-equal': oursEqual, 'ours-default-fixed': oursFixed, 'ours-default-adaptive': oursAdaptive },
-    comparison: { streams: nA, a: cmpA, ours: cmpO, b: cmpB },
+    comparison: { streams: nA, a: cmpA, ours: cmpO, b: cmpB, generator: cmpG },
     atThreeTimesA: { streams: n3, result: at3 },
     overload: { streams: nOver, fixed: overFixed, adaptive: overAdaptive },
     quality,

@@ -3,7 +3,9 @@
 
 /** `equal`: the predecessor's encoder settings (@discordjs/opus defaults); `default`: ours. */
 export type Settings = 'equal' | 'default';
-export type Design = 'ours' | 'baseline';
+/** `generator`: the load generator alone, against a target that answers every push at once (no
+ *  audio work): the apparatus's own CPU at N streams, which every design's CPU figure includes. */
+export type Design = 'ours' | 'baseline' | 'generator';
 
 export interface LoadRequest {
   kind: 'load';
@@ -51,6 +53,9 @@ export interface LoadResult {
   windowS: number;
   /** process.cpuUsage() (user + system, every thread) over the window / (streams × seconds), in ms per stream-second. */
   cpuMsPerStreamS: number;
+  /** The part of cpuMsPerStreamS spent on the main thread (JS: the generator, pushes, deliveries);
+   *  the rest ran on other threads (threadpool, V8 helpers, the predecessor's workers). Linux only. */
+  mainThreadCpuMsPerStreamS?: number;
   cpuUtilization: number;
   /** Frame latency in ms (push -> output callback): uplink, downlink, both. */
   up: Dist;

@@ -1,7 +1,8 @@
 // The designs under test, behind the load generator's Target interface:
 //  * ours: one AudioPipeline (product defaults for everything but the encoder settings and the
 //    ladder switch under test);
-//  * baseline: the predecessor's worker_threads pool (bench/baseline/).
+//  * baseline: the predecessor's worker_threads pool (bench/baseline/);
+//  * generator: no design at all, every push answered at once: what the apparatus costs by itself.
 import { AudioPipeline, diffMetrics, Resampler, type DownlinkEncoderOptions, type MetricsSnapshot } from '../../src/index.js';
 import { WorkerPool, type BaselineSessionHandle } from '../baseline/pool.js';
 import { loadBaselineLibs } from '../baseline/session.js';
@@ -89,6 +90,39 @@ export function oursTarget(req: LoadRequest): Target {
     async close() {
       pipeline.close();
     },
+  };
+}
+
+/**
+ * The load generator's own cost at N streams: every datagram is answered at once and every frame's
+ * completing chunk produces an (empty) datagram, so the generator does all its bookkeeping (push
+ * times, output times, latency analysis) with no audio work behind it. The chunk copies it hands
+ * over stand in for the frames LiveKit allocates; they are dropped here, as a design drops them
+ * once consumed.
+ */
+export function generatorTarget(req: LoadRequest): Target {
+  const rs = new Resampler({ inputRate: 48000, outputRate: 24000 });
+  const silence = new Int16Array(CHUNK_SAMPLES);
+  const completing = completingChunks(framesNeeded(req), DOWN_FRAME_SAMPLES, () => rs.process(silence).length);
+  const empty = new Uint8Array(0);
+  return {
+    completing,
+    open(i: number, _cred: StreamCredentials, sink: Sink): TargetStream {
+      let chunk = 0;
+      let frame = 0;
+      return {
+        pushUp: (_d, tag) => sink.up(i, tag),
+        pushDown: () => {
+          while (frame < completing.length && completing[frame] === chunk) sink.down(i, frame++, empty);
+          chunk++;
+        },
+      };
+    },
+    beginWindow() {},
+    endWindow() {},
+    sample() {},
+    report() {},
+    async close() {},
   };
 }
 
