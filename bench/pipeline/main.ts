@@ -202,7 +202,8 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     const req: LoadRequest = {
       kind: 'load', design, settings, adaptive, streams, warmupMs: o.warmupMs, measureMs: o.measureMs,
       ...(o.aligned ? { aligned: true } : {}),
-      captureFile: o.quality ? join(dir, `capture-${++captureSeq}.s16`) : undefined,
+      // The generator alone makes no audio to capture.
+      captureFile: o.quality && design !== 'generator' ? join(dir, `capture-${++captureSeq}.s16`) : undefined,
       ...(design === 'ours' && o.pipelineOptions ? { pipelineOptions: o.pipelineOptions } : {}),
     };
     const t0 = performance.now();
