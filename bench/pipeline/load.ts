@@ -178,34 +178,28 @@ export async function runLoad(req: LoadRequest, target: Target): Promise<LoadRes
     let period = 0;
     let slot = 0;  // index into `order` of the next push within `period`
     let lastSample = 0;
+    const openWindow = (): void => {
+      inWindow = true;
+      target.beginWindow();
+      eld.enable();
+      cpuStart = process.cpuUsage();
+      mainStart = mainThreadCpuMs();
+      tBegin = lastSample = performance.now();
+    };
     const timer = setInterval(() => {
       try {
         const now = performance.now();
         for (;;) {
           if (n === 0) {
             // No streams: the window still runs (idle measurement).
-            if (!inWindow && tBegin === 0 && now >= t0 + warmMs) {
-              inWindow = true;
-              target.beginWindow();
-              eld.enable();
-              cpuStart = process.cpuUsage();
-              mainStart = mainThreadCpuMs();
-              tBegin = lastSample = performance.now();
-            }
+            if (!inWindow && tBegin === 0 && now >= t0 + warmMs) openWindow();
             if (inWindow && now >= t0 + totalMs) break;
             return;
           }
           const i = order[slot]!;
           const at = period * TICK_MS + phase(i);
           if (t0 + at > now) break;
-          if (!inWindow && tBegin === 0 && at >= warmMs) {
-            inWindow = true;
-            target.beginWindow();
-            eld.enable();
-            cpuStart = process.cpuUsage();
-            mainStart = mainThreadCpuMs();
-            tBegin = lastSample = performance.now();
-          }
+          if (!inWindow && tBegin === 0 && at >= warmMs) openWindow();
           if (at >= totalMs) break;
           const l = period - firstPeriod[slot]!;
           if (l >= 0) {

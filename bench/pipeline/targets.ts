@@ -37,12 +37,17 @@ const DROP_COUNTERS = [
 
 const NATIVE_HISTOGRAMS = ['frame_queue_wait_ns', 'threadpool_queue_wait_ns', 'uplink_frame_latency_ns', 'downlink_frame_latency_ns', 'downlink_encode_ns', 'uplink_decode_ns'];
 
+/** The completing-chunk table from our resampler (the pipeline's 48 → 24 kHz), fed silence in 10 ms chunks. */
+function oursCompleting(req: LoadRequest): Int32Array {
+  const rs = new Resampler({ inputRate: 48000, outputRate: 24000 });
+  const silence = new Int16Array(CHUNK_SAMPLES);
+  return completingChunks(framesNeeded(req), DOWN_FRAME_SAMPLES, () => rs.process(silence).length);
+}
+
 export function oursTarget(req: LoadRequest): Target {
   const pipeline = new AudioPipeline({ ...req.pipelineOptions, adaptive: req.adaptive });
   const encoder = encoderFor(req.settings);
-  const rs = new Resampler({ inputRate: 48000, outputRate: 24000 });
-  const silence = new Int16Array(CHUNK_SAMPLES);
-  const completing = completingChunks(framesNeeded(req), DOWN_FRAME_SAMPLES, () => rs.process(silence).length);
+  const completing = oursCompleting(req);
   const { words, layout } = pipeline.metricsBlock;
   const levelIndex = layout.counters.indexOf('encoder_ladder_level');
   const levels = new Array<number>(pipeline.options.ladder.length + 1).fill(0);
@@ -101,9 +106,7 @@ export function oursTarget(req: LoadRequest): Target {
  * once consumed.
  */
 export function generatorTarget(req: LoadRequest): Target {
-  const rs = new Resampler({ inputRate: 48000, outputRate: 24000 });
-  const silence = new Int16Array(CHUNK_SAMPLES);
-  const completing = completingChunks(framesNeeded(req), DOWN_FRAME_SAMPLES, () => rs.process(silence).length);
+  const completing = oursCompleting(req);
   const empty = new Uint8Array(0);
   return {
     completing,
