@@ -313,7 +313,21 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     const rg = await load('load generator alone (no audio work)', 'generator', 'equal', false, nA);
     if (rg) cmpG.push(rg);
   };
+  // (b) at a real-time pace, same N, once per round: the same tight loop, but each frame pair starts
+  // when it would arrive and the thread sleeps in between. Its excess over (b) is what idle gaps
+  // alone cost the same stages on this machine, a cost no real-time design avoids.
+  const cmpP: TightResult[] = [];
+  const pacedRun = async (): Promise<void> => {
+    const rp = await runChild({ kind: 'tight', settings: 'equal', streams: nA, frames: o.quick ? 50 : 100, paced: true }, 300_000);
+    if (rp.kind === 'tight') {
+      cmpP.push(rp);
+      log(`  (b) at a real-time pace, N = ${nA}: ${(rp.meanNs / 1000).toFixed(0)} µs CPU per frame pair = ${rp.cpuMsPerStreamS.toFixed(1)} ms/stream-s`);
+    } else {
+      failures.push(`(b) paced: ${rp.kind === 'error' ? rp.error : rp.kind}`);
+    }
+  };
   await generatorRun();
+  await pacedRun();
   for (let round = 1; round < (o.quick ? 1 : 3); round++) {
     const ra = await load('(a) predecessor (side by side)', 'baseline', 'equal', false, nA);
     const rb = await runChild({ kind: 'tight', settings: 'equal', streams: 8, frames: 200 }, 300_000);
@@ -325,6 +339,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     }
     if (ro) cmpO.push(ro);
     await generatorRun();
+    await pacedRun();
   }
   const oursEqual = await search('ours-equal', 'ours equal', 'ours', 'equal', false, nA,
     cmp ? [{ streams: nA, ok: sustained(cmp), result: cmp }] : []);
@@ -381,7 +396,7 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     tight,
     idleMsPerS,
     searches: { a, 'ours-equal': oursEqual, 'ours-default-fixed': oursFixed, 'ours-default-adaptive': oursAdaptive },
-    comparison: { streams: nA, a: cmpA, ours: cmpO, b: cmpB, generator: cmpG },
+    comparison: { streams: nA, a: cmpA, ours: cmpO, b: cmpB, generator: cmpG, paced: cmpP },
     atThreeTimesA: { streams: n3, result: at3 },
     overload: { streams: nOver, fixed: overFixed, adaptive: overAdaptive },
     quality,

@@ -30,6 +30,8 @@ export interface TightRequest {
   settings: Settings;
   streams: number;
   frames: number;
+  /** At a real-time pace: the streams' frame pairs arrive 60 ms / streams apart (see tight.ts). */
+  paced?: boolean;
 }
 
 export interface QualityRequest {

@@ -1,7 +1,9 @@
 #include "tight_loop.h"
 
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 namespace xz::pipeline {
 
@@ -23,8 +25,14 @@ TightLoopResult run_tight_loop(const TightLoopInput& in) {
   out.frame_pair_ns.reserve(frames * in.streams);
   ProcessContext ctx{*metrics, pools, results, ladder, 0};
   const uint64_t start = now_ns();
+  uint64_t due = start;
   for (size_t f = 0; f < frames; ++f) {
     for (size_t s = 0; s < in.streams; ++s) {
+      if (in.pace_ns > 0) {
+        const uint64_t now = now_ns();
+        if (due > now) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
+        due += in.pace_ns;
+      }
       const uint64_t t0 = now_ns();
       // Same work per item as Scheduler::push + run_worker: copy into a slab, process, release.
       InputItem item;

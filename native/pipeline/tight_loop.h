@@ -18,6 +18,12 @@ struct TightLoopInput {
   std::vector<float> pcm;                       // agent PCM at downlink.input_rate, all frames
   size_t chunk_samples = 480;                   // pushed in chunks of this size (10 ms at 48 kHz)
   size_t streams = 1;
+  // 0: back to back (the physical limit). Otherwise frame pair k (counting every stream's, in
+  // order) starts no earlier than k * pace_ns after the first: N streams with evenly spread phases
+  // arriving in real time (pace_ns = 60 ms / N), each processed the moment it arrives and the thread
+  // asleep in between. Shows what the same stages cost at a real-time pace on this machine, with no
+  // queue, threadpool or JS in the way.
+  uint64_t pace_ns = 0;
 };
 
 struct TightLoopResult {

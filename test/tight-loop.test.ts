@@ -1,0 +1,52 @@
+// native.runTightLoop, the pipeline benchmark's reference (b): it must do the work it claims (every
+// frame pair in, a PCM frame and a datagram out per stream), and its real-time pace must really
+// space the frame pairs (the paced figure is only meaningful if the thread idles between them).
+// No assertion is on speed.
+import { describe, expect, it } from 'vitest';
+import { OpusEncoder } from '../src/index.js';
+import { native } from '../src/native/addon.js';
+import { expectCoded } from './helpers/errors.js';
+import { speech } from './helpers/fixtures.js';
+import { deviceDatagram, helloNonce } from './helpers/wire.js';
+
+const key = new Uint8Array(16).fill(7);
+const nonce = helloNonce(0x1234);
+const FRAMES = 6;
+
+function inputs(): { datagrams: Uint8Array[]; pcm: Float32Array } {
+  const sp16 = speech(16000);
+  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip' });
+  const datagrams: Uint8Array[] = [];
+  for (let f = 0; f < FRAMES; f++) datagrams.push(deviceDatagram(key, nonce, f + 1, new Uint8Array(enc.encode(sp16.subarray(f * 960, (f + 1) * 960)))));
+  enc.close();
+  const sp48 = speech(48000);
+  const pcm = new Float32Array(FRAMES * 2880);
+  for (let i = 0; i < pcm.length; i++) pcm[i] = sp48[i]! / 32768;
+  return { datagrams, pcm };
+}
+
+describe('runTightLoop', () => {
+  const { datagrams, pcm } = inputs();
+
+  it('turns every frame pair of every stream into one PCM frame and one datagram', () => {
+    const r = native.runTightLoop(key, nonce, datagrams, pcm, { streams: 3 });
+    expect(r.uplinkFramesOut).toBe(3 * FRAMES);
+    expect(r.downlinkDatagramsOut).toBe(3 * FRAMES);
+    expect(r.framePairNs.length).toBe(3 * FRAMES);
+  });
+
+  it('paced: frame pair k starts no earlier than k × paceUs, with the same output', () => {
+    const paceUs = 3000;
+    const r = native.runTightLoop(key, nonce, datagrams, pcm, { streams: 3, paceUs });
+    expect(r.uplinkFramesOut).toBe(3 * FRAMES);
+    expect(r.downlinkDatagramsOut).toBe(3 * FRAMES);
+    // The last of 18 pairs starts at >= 17 × 3 ms; back to back they take a few ms in all.
+    expect(r.totalNs).toBeGreaterThanOrEqual((3 * FRAMES - 1) * paceUs * 1000);
+  });
+
+  it('rejects a pace that is not a whole number of µs in [0, 1 s]', () => {
+    expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: -1 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
+    expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: 1.5 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
+    expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: 2_000_000 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
+  });
+});
