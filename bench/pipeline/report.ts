@@ -35,8 +35,10 @@ export interface BenchReport {
   /** CPU of the apparatus alone (generator timer + event-loop monitor, no streams), ms per second. */
   idleMsPerS: number | undefined;
   searches: Record<ConfigId, Search>;
-  /** Side by side at (a)'s max N, equal settings: each design's runs (interleaved in time). */
-  /** paced: (b) at a real-time pace at the same N (frame pairs 60 ms / N apart, idle between). */
+  /**
+   * Side by side at (a)'s max N, equal settings: each design's runs (interleaved in time); paced =
+   * (b) at a real-time pace at the same N (frame pairs 60 ms / N apart, idle between).
+   */
   comparison: { streams: number; a: LoadResult[]; ours: LoadResult[]; b: TightResult[]; generator: LoadResult[]; paced: TightResult[] };
   /** Ours, default settings, ladder on, at exactly 3 × (a)'s max N. */
   atThreeTimesA: { streams: number; result: LoadResult | undefined };
@@ -193,6 +195,26 @@ function dropsText(r: LoadResult): string {
   return `${r.drops}${r.drops ? ` (late ${r.late}, missing ${r.missing}${pd ? `, ${pd}` : ''})` : ''}`;
 }
 
+/** Frames a stream processes per second: one uplink and one downlink frame every 60 ms. */
+const FRAMES_PER_STREAM_S = 2 * (1000 / 60);
+
+/**
+ * Event-loop (main-thread) CPU per processed frame at (a)'s max N, in µs: the design's main-thread
+ * CPU beyond the load generator's own (medians of the side-by-side runs) per uplink or downlink frame.
+ * For ours that is the pushes into the pipeline (a datagram, or six 10 ms chunks per downlink frame),
+ * starting threadpool tasks and the completions that hand results to JavaScript.
+ */
+export function eventLoopUsPerFrame(rep: BenchReport): { ours?: number; a?: number; generator?: number } {
+  const mainOf = (rs: LoadResult[]): number | undefined => {
+    const v = rs.flatMap((x) => (x.mainThreadCpuMsPerStreamS !== undefined ? [x.mainThreadCpuMsPerStreamS] : []));
+    return v.length ? median(v) : undefined;
+  };
+  const g = mainOf(rep.comparison.generator);
+  if (g === undefined) return {};
+  const per = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ((ms - g) * 1000) / FRAMES_PER_STREAM_S);
+  return { ours: per(mainOf(rep.comparison.ours)), a: per(mainOf(rep.comparison.a)), generator: (g * 1000) / FRAMES_PER_STREAM_S };
+}
+
 function runRow(name: string, r: LoadResult | undefined): string[] {
   if (!r) return [name, '—', 'failed'];
   const ladder = r.ladderFractions ? r.ladderFractions.map((f) => Math.round(f * 100)).join('/') : r.pool ? `${r.pool.workers} workers` : '';
@@ -254,6 +276,11 @@ export function render(rep: BenchReport): string {
   out.push(table(['run', 'N', 'CPU', 'main', 'p50', 'p99', 'max', 'up p99', 'down p99', 'EL p99', 'drops', 'ladder % L0/L1/.. | pool'], runRows));
   out.push('  (b) p50/p99 = wall time per frame pair in the tight loop (preemption included); its CPU = CPU time per pair / 60 ms');
   out.push("  (b) at a real-time pace: the same loop over N streams, frame pair k started at k × 60 ms / N, the thread asleep in between");
+  const el = eventLoopUsPerFrame(rep);
+  if (el.ours !== undefined) {
+    out.push(`  event-loop CPU per processed frame at (a)'s max N, beyond the generator's own ${f1(el.generator!)} µs (main-thread medians): ` +
+      `ours ${f1(el.ours)} µs${el.a !== undefined ? `, (a) ${f1(el.a)} µs` : ''}`);
+  }
   if (rep.idleMsPerS !== undefined) out.push(`  apparatus alone (10 ms generator timer + 1 ms event-loop monitor, no streams): ${f1(rep.idleMsPerS)} ms CPU per second, included in every run's CPU`);
 
   const sc = rep.pesq?.scores;
