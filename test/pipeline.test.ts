@@ -30,7 +30,7 @@ import {
 import { expectCoded } from './helpers/errors.js';
 import { speech } from './helpers/fixtures.js';
 import { rng } from './helpers/prng.js';
-import { bestLagCorrelation } from './helpers/signal.js';
+import { bestLagCorrelation, concat } from './helpers/signal.js';
 import { cpuLoad, occupyThreadpool, type ThreadpoolGate } from './helpers/threadpool.js';
 import { deviceDatagram, HEADER_BYTES, helloNonce, openDatagram, readWireHeader, writeWireHeader, ctr } from './helpers/wire.js';
 
@@ -79,16 +79,6 @@ function toF32(a: Int16Array): Float32Array {
   const f = new Float32Array(a.length);
   for (let i = 0; i < a.length; i++) f[i] = a[i]! / 32768;
   return f;
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 function rms(a: Int16Array): number {

@@ -2,7 +2,8 @@
 // It must find speech that a jitter buffer moved in time, and must not find speech that is not there.
 import { describe, expect, it } from 'vitest';
 import { OpusDecoder } from '../src/index.js';
-import { concat, deviceSpeech, similarity } from './helpers/livekit-harness.js';
+import { deviceSpeech, similarity } from './helpers/livekit-harness.js';
+import { concat } from './helpers/signal.js';
 
 const RATE = 16000;
 const ms = (n: number) => Math.round((RATE * n) / 1000);

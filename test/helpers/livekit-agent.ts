@@ -32,6 +32,7 @@ import {
 } from '@livekit/protocol';
 import { AccessToken } from 'livekit-server-sdk';
 import WebSocket from 'ws';
+import { concat } from './signal.js';
 
 export type AgentState = 'initializing' | 'listening' | 'thinking' | 'speaking';
 
@@ -163,18 +164,6 @@ export class TestAgentWorker {
     this.#ws?.close();
     await Promise.allSettled(this.agents.map((a) => a.leave()));
   }
-}
-
-function concat(chunks: Int16Array[]): Int16Array {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const out = new Int16Array(n);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
 }
 
 export class TestAgent {

@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { OpusDecoder, OpusEncoder, Resampler } from '../../src/index.js';
 import { speech } from './fixtures.js';
 import type { RawDevice } from './raw-device.js';
+import { concat } from './signal.js';
 
 export interface LivekitServerHandle {
   url: string;
@@ -82,18 +83,6 @@ export function decodeDownlink(d: RawDevice, from = 0, to = d.datagrams.length):
   const parts: Int16Array[] = [];
   for (const g of d.datagrams.slice(from, to)) parts.push(Int16Array.from(dec.decode(d.decrypt(g.data).opus)));
   return concat(parts);
-}
-
-export function concat(chunks: Int16Array[]): Int16Array {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const out = new Int16Array(n);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
 }
 
 export function resample(pcm: Int16Array, from: number, to: number): Int16Array {

@@ -1,6 +1,17 @@
 // Signal comparison for lossy codecs: normalized cross-correlation at the best lag (a codec delays
 // its output by its lookahead), computed here in float64, independent of the code under test.
 
+/** PCM chunks joined into one array. */
+export function concat(chunks: readonly Int16Array[]): Int16Array {
+  const out = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
 export interface LagCorrelation {
   /** Normalized cross-correlation in [-1, 1] over the whole overlap at `lag`. */
   correlation: number;
