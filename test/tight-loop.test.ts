@@ -44,9 +44,18 @@ describe('runTightLoop', () => {
     expect(r.totalNs).toBeGreaterThanOrEqual((3 * FRAMES - 1) * paceUs * 1000);
   });
 
+  it('paced in bursts: each burst of paceBurst pairs starts when its first pair is due', () => {
+    const r = native.runTightLoop(key, nonce, datagrams, pcm, { streams: 3, paceUs: 3000, paceBurst: 3 });
+    expect(r.uplinkFramesOut).toBe(3 * FRAMES);
+    expect(r.downlinkDatagramsOut).toBe(3 * FRAMES);
+    // 6 bursts of 3 pairs, 9 ms apart: the last starts at >= 45 ms.
+    expect(r.totalNs).toBeGreaterThanOrEqual(5 * 3 * 3000 * 1000);
+  });
+
   it('rejects a pace that is not a whole number of µs in [0, 1 s]', () => {
     expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: -1 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
     expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: 1.5 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
     expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: 2_000_000 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceUs');
+    expectCoded(() => native.runTightLoop(key, nonce, datagrams, pcm, { paceUs: 1000, paceBurst: 0 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.paceBurst');
   });
 });

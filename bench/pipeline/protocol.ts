@@ -30,8 +30,11 @@ export interface TightRequest {
   settings: Settings;
   streams: number;
   frames: number;
-  /** At a real-time pace: the streams' frame pairs arrive 60 ms / streams apart (see tight.ts). */
-  paced?: boolean;
+  /**
+   * At a real-time pace (see tight.ts): 'spread', each frame pair when it arrives (60 ms / streams
+   * apart); 'round', every stream's frame pair of a 60 ms round back to back, once per 60 ms.
+   */
+  paced?: 'spread' | 'round';
 }
 
 export interface QualityRequest {

@@ -37,9 +37,13 @@ export interface BenchReport {
   searches: Record<ConfigId, Search>;
   /**
    * Side by side at (a)'s max N, equal settings: each design's runs (interleaved in time); paced =
-   * (b) at a real-time pace at the same N (frame pairs 60 ms / N apart, idle between).
+   * (b) at a real-time pace at the same N (frame pairs 60 ms / N apart, idle between); pacedRound =
+   * the same with each 60 ms round's pairs back to back.
    */
-  comparison: { streams: number; a: LoadResult[]; ours: LoadResult[]; b: TightResult[]; generator: LoadResult[]; paced: TightResult[] };
+  comparison: {
+    streams: number; a: LoadResult[]; ours: LoadResult[]; b: TightResult[]; generator: LoadResult[];
+    paced: TightResult[]; pacedRound?: TightResult[];
+  };
   /** Ours, default settings, ladder on, at exactly 3 × (a)'s max N. */
   atThreeTimesA: { streams: number; result: LoadResult | undefined };
   overload: { streams: number; fixed: LoadResult | undefined; adaptive: LoadResult | undefined };
@@ -104,12 +108,18 @@ export function evaluate(rep: BenchReport): Target[] {
         `; net of the generator: ${f2((ours.cpuMsPerStreamS - g) / b.cpuMsPerStreamS)}x, other threads alone: ${f2(otherBeyond / b.cpuMsPerStreamS)}x`;
     }
     // The floor any real-time design meets on this machine: the stages at a real-time pace (idle
-    // gaps between frames) plus the generator that feeds them; ours over it is the scheduling cost.
-    const paced = rep.comparison.paced ?? [];
-    if (paced.length && g !== undefined) {
-      const p = median(paced.map((x) => x.cpuMsPerStreamS));
-      split += `; (b) at a real-time pace (${paced.map((x) => f1(x.cpuMsPerStreamS)).join(', ')}): ${f1(p)} = ${f2(p / b.cpuMsPerStreamS)}x (b)` +
-        `; with the generator, the floor for a design with no scheduling cost: ${f1(p + g)} = ${f2((p + g) / b.cpuMsPerStreamS)}x (b); ours over that floor: ${f2(ours.cpuMsPerStreamS / (p + g))}x`;
+    // gaps between frames; the lower of frame by frame and whole rounds at once) plus the generator
+    // that feeds them; ours over it is the scheduling cost.
+    const pacings = [
+      { name: 'frame by frame', runs: rep.comparison.paced ?? [] },
+      { name: 'a whole 60 ms round at once', runs: rep.comparison.pacedRound ?? [] },
+    ].filter((x) => x.runs.length > 0).map((x) => ({ ...x, cpu: median(x.runs.map((r) => r.cpuMsPerStreamS)) }));
+    if (pacings.length && g !== undefined) {
+      for (const x of pacings) {
+        split += `; (b) at a real-time pace, ${x.name} (${x.runs.map((r) => f1(r.cpuMsPerStreamS)).join(', ')}): ${f1(x.cpu)} = ${f2(x.cpu / b.cpuMsPerStreamS)}x (b)`;
+      }
+      const p = Math.min(...pacings.map((x) => x.cpu));
+      split += `; the lower of these plus the generator, the floor for a design with no scheduling cost: ${f1(p + g)} = ${f2((p + g) / b.cpuMsPerStreamS)}x (b); ours over that floor: ${f2(ours.cpuMsPerStreamS / (p + g))}x`;
     }
     t.push({ id: 'cpu-vs-b', text: cpuB, met: r <= 1.10, detail: `ours ${f1(ours.cpuMsPerStreamS)} vs (b) ${f1(b.cpuMsPerStreamS)}${bNote} ms/stream-s at N=${rep.comparison.streams}${runs}: ${f2(r)}x (target 1.10x; ${r <= 1.1 ? 'met with' : 'missed by'} ${Math.abs((1.1 - r) / 1.1 * 100).toFixed(0)}%)${split}` });
   } else t.push(missing('cpu-vs-b', cpuB, 'a run failed'));
@@ -268,14 +278,18 @@ export function render(rep: BenchReport): string {
   runRows.push(runRow("ours default ladder at 3x (a)'s max N", rep.atThreeTimesA.result));
   runRows.push(runRow('overload 2×: fixed settings', rep.overload.fixed));
   runRows.push(runRow('overload 2×: ladder on', rep.overload.adaptive));
-  (rep.comparison.paced ?? []).forEach((p, i) => runRows.push([`(b) at a real-time pace${i ? `, run ${i + 1}` : ''}`, String(p.request.streams), f1(p.cpuMsPerStreamS), f1(p.cpuMsPerStreamS), f1(p.p50Ns / 1e6), f1(p.p99Ns / 1e6), '', '', '', '', '', '']));
+  const pacedRow = (name: string) => (p: TightResult, i: number): void => {
+    runRows.push([`${name}${i ? `, run ${i + 1}` : ''}`, String(p.request.streams), f1(p.cpuMsPerStreamS), f1(p.cpuMsPerStreamS), f1(p.p50Ns / 1e6), f1(p.p99Ns / 1e6), '', '', '', '', '', '']);
+  };
+  (rep.comparison.paced ?? []).forEach(pacedRow('(b) at a real-time pace, frame by frame'));
+  (rep.comparison.pacedRound ?? []).forEach(pacedRow('(b) at a real-time pace, round at once'));
   for (const st of ['equal', 'default'] as const) {
     const b = rep.tight[st];
     if (b) runRows.push([`(b) tight loop, ${st} settings`, '8', f1(b.cpuMsPerStreamS), f1(b.cpuMsPerStreamS), f1(b.p50Ns / 1e6), f1(b.p99Ns / 1e6), '', '', '', '', '', `wall ${(b.wallMeanNs / 1000).toFixed(0)} µs/pair`]);
   }
   out.push(table(['run', 'N', 'CPU', 'main', 'p50', 'p99', 'max', 'up p99', 'down p99', 'EL p99', 'drops', 'ladder % L0/L1/.. | pool'], runRows));
   out.push('  (b) p50/p99 = wall time per frame pair in the tight loop (preemption included); its CPU = CPU time per pair / 60 ms');
-  out.push("  (b) at a real-time pace: the same loop over N streams, frame pair k started at k × 60 ms / N, the thread asleep in between");
+  out.push("  (b) at a real-time pace: the same loop over N streams, frame pair k started at k × 60 ms / N (round at once: the N pairs of each 60 ms round back to back), the thread asleep in between");
   const el = eventLoopUsPerFrame(rep);
   if (el.ours !== undefined) {
     out.push(`  event-loop CPU per processed frame at (a)'s max N, beyond the generator's own ${f1(el.generator!)} µs (main-thread medians): ` +

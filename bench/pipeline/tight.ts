@@ -20,10 +20,12 @@ export function runTight(req: TightRequest): TightResult {
   const datagrams = deviceDatagrams(cred, req.frames, 0);
   const pcm = downlinkPcm(req.frames);
   // Paced: each frame pair starts when it would arrive in real time from `streams` streams with
-  // evenly spread phases, and the thread sleeps in between (the CPU time is then what the stages
-  // cost with idle gaps around them, as in any real-time server; the wall time is frames × 60 ms).
+  // evenly spread phases ('round': the whole round's pairs together, every 60 ms), and the thread
+  // sleeps in between (the CPU time is then what the stages cost with idle gaps around them, as in
+  // any real-time server; the wall time is frames × 60 ms).
   const paceUs = req.paced ? Math.round(60_000 / req.streams) : 0;
-  const options = { ...tightEncoder(req.settings), streams: req.streams, chunkSamples: 480, paceUs };
+  const paceBurst = req.paced === 'round' ? req.streams : 1;
+  const options = { ...tightEncoder(req.settings), streams: req.streams, chunkSamples: 480, paceUs, paceBurst };
   // Warm-up: caches, allocator, libopus tables.
   const warm = Math.min(20, req.frames);
   native.runTightLoop(cred.key, cred.nonce, datagrams.slice(0, warm), pcm.subarray(0, warm * 2880), { ...options, paceUs: 0 });

@@ -449,6 +449,7 @@ Napi::Value RunTightLoop(const Napi::CallbackInfo& info) {
   in.streams = static_cast<size_t>(int_option(env, o, "streams", 1, 1, 100000));
   in.chunk_samples = static_cast<size_t>(int_option(env, o, "chunkSamples", 480, 1, 8192));
   in.pace_ns = static_cast<uint64_t>(int_option(env, o, "paceUs", 0, 0, 1'000'000)) * 1000;
+  in.pace_burst = static_cast<size_t>(int_option(env, o, "paceBurst", 1, 1, 100000));
   in.downlink.input_rate = int_option(env, o, "inputRate", 48000, 8000, 192000);
   dsp::OpusEncoderConfig& e = in.downlink.encoder;
   e.sample_rate = 24000;

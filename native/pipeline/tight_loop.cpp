@@ -1,5 +1,6 @@
 #include "tight_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -26,12 +27,14 @@ TightLoopResult run_tight_loop(const TightLoopInput& in) {
   ProcessContext ctx{*metrics, pools, results, ladder, 0};
   const uint64_t start = now_ns();
   uint64_t due = start;
+  const size_t burst = std::max<size_t>(1, in.pace_burst);
+  size_t pair = 0;
   for (size_t f = 0; f < frames; ++f) {
-    for (size_t s = 0; s < in.streams; ++s) {
-      if (in.pace_ns > 0) {
+    for (size_t s = 0; s < in.streams; ++s, ++pair) {
+      if (in.pace_ns > 0 && pair % burst == 0) {
         const uint64_t now = now_ns();
         if (due > now) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
-        due += in.pace_ns;
+        due += in.pace_ns * burst;
       }
       const uint64_t t0 = now_ns();
       // Same work per item as Scheduler::push + run_worker: copy into a slab, process, release.

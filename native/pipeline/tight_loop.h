@@ -24,6 +24,10 @@ struct TightLoopInput {
   // asleep in between. Shows what the same stages cost at a real-time pace on this machine, with no
   // queue, threadpool or JS in the way.
   uint64_t pace_ns = 0;
+  // With a pace: frame pairs are taken in bursts of this many, back to back, each burst starting
+  // when its first pair is due (burst = streams: every stream's frame of a 60 ms round at once, the
+  // most any design could batch).
+  size_t pace_burst = 1;
 };
 
 struct TightLoopResult {
