@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
+import { RoomServiceClient } from 'livekit-server-sdk';
 import { AudioSource, Room } from '@livekit/rtc-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -376,30 +376,21 @@ describe('resources', () => {
     const elapsed = performance.now() - t0;
     const after = await snapshot();
     const mb = (b: number) => (b / 1048576).toFixed(1);
-    // Baseline in the same process: bare rtc-node Rooms connected and disconnected, nothing else.
-    // @livekit/rtc-node 1.1.0 (FFI 0.12.73) keeps ~0.4 MB of native memory per Room it has
-    // connected (RSS grows linearly; the JS heap does not): upstream, reported with a repro.
-    const bareBefore = process.memoryUsage().rss;
-    for (let i = 0; i < 100; i++) {
-      const room = new Room();
-      const at = new AccessToken(server.apiKey, server.apiSecret, { identity: `bare-${i}` });
-      at.addGrant({ roomJoin: true, room: `bare-${i}` });
-      await room.connect(server.url, await at.toJwt(), { autoSubscribe: false, dynacast: false });
-      await room.disconnect();
-    }
-    const barePerRoom = (process.memoryUsage().rss - bareBefore) / 100;
     const perSession = (after.rss - before.rss) / 500;
-    console.log(`500 sessions in ${(elapsed / 1000).toFixed(1)} s: heap ${mb(before.heap)} → ${mb(after.heap)} MB, rss ${mb(before.rss)} → ${mb(after.rss)} MB (${(perSession / 1024).toFixed(0)} KB/session; bare rtc-node Room: ${(barePerRoom / 1024).toFixed(0)} KB/room), active resources ${before.resources} → ${after.resources}, FFI listeners ${before.ffi} → ${after.ffi}`);
+    console.log(`500 sessions in ${(elapsed / 1000).toFixed(1)} s: heap ${mb(before.heap)} → ${mb(after.heap)} MB, rss ${mb(before.rss)} → ${mb(after.rss)} MB (${(perSession / 1024).toFixed(0)} KB/session), active resources ${before.resources} → ${after.resources}, FFI listeners ${before.ffi} → ${after.ffi}`);
     expect(after.st).toMatchObject({ sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0 });
     // (Agents of earlier tests may still be leaving when `before` is taken: never more, not exactly equal.)
     expect(after.ffi).toBeLessThanOrEqual(before.ffi);
     expect(after.resources).toBeLessThanOrEqual(before.resources + 2);
     expect(after.heap - before.heap).toBeLessThan(16 * 1048576);
-    // Native memory: rtc-node itself keeps 0.4–2.3 MB per Room it connected, whatever we close (the
-    // bare-Room loop above, which varies that much from run to run). The bound is relative to it, so
-    // what is measured is what our code adds: a leak of ours (a Room, source or stream never closed:
-    // several MB each) fails; rtc-node's own varying leak does not.
-    expect(perSession).toBeLessThan(Math.max(1.25 * 1048576, barePerRoom + 0.5 * 1048576));
+    // Native memory. @livekit/rtc-node 1.1.0 (FFI 0.12.73) keeps native memory for every Room it
+    // connected, however it is closed (upstream, reported with a repro); measured here in rounds of
+    // 100 Rooms (connect, publish a microphone, 3 frames, leave, close): 0.2–1.5 MB per Room from
+    // round to round, bare connect/disconnect Rooms alike, and 0.8–1.4 MB per session of ours over
+    // six CI runs. A Room that is never left keeps 6.2 MB (40 measured). The bound, half of that,
+    // fails a session that leaks its Room and passes rtc-node's own varying retention. (Sources,
+    // tracks and streams left open are caught exactly by the counters above.)
+    expect(perSession).toBeLessThan(3 * 1048576);
     await backend.close();
   }, 600_000);
 });
