@@ -73,9 +73,10 @@ describe('resources', () => {
     expect(after.st).toMatchObject({ sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0 });
     expect(after.ffi).toBeLessThanOrEqual(before.ffi);
     expect(after.resources).toBeLessThanOrEqual(before.resources + 2);
-    // JS heap: flat here (-0.7 and -0.6 MB over 500 sessions). A backend that kept every closed
-    // session reachable grew it by 9.5 MB (19 KB per session, checked by mutation): 4 MB fails that.
-    expect(after.heap - before.heap).toBeLessThan(4 * 1048576);
+    // JS heap: about flat here (-0.7, -0.6 and +2.0 MB over 500 sessions). A backend that kept every
+    // closed session reachable grew it by 9.5 MB (19 KB per session, checked by mutation): 6 MB
+    // fails that with room for the noise.
+    expect(after.heap - before.heap).toBeLessThan(6 * 1048576);
     // Native memory. @livekit/rtc-node 1.1.0 (FFI 0.12.73) keeps native memory for every Room it
     // connected, however it is closed (upstream, reported with a repro); measured here in rounds of
     // 100 Rooms (connect, publish a microphone, 3 frames, leave, close): 0.2–1.5 MB per Room from
