@@ -1,7 +1,7 @@
 // Resources of the LiveKit backend over many sessions, against a real livekit-server (built from
 // the Go module proxy on first run, like the e2e tier). A file of its own: in the e2e file the
 // devices, gateway and agent of earlier tests were still active while it measured, and the JS heap
-// grew by 9–17 MB over the 500 sessions from their activity (run alone: flat). Files run one at a
+// grew by 9–17 MB over the 500 sessions from their activity (alone: -0.7 to +8.4 MB). Files run one at a
 // time (vitest.config.ts), so what is measured here is what the sessions leave behind.
 import { randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
@@ -73,10 +73,11 @@ describe('resources', () => {
     expect(after.st).toMatchObject({ sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0 });
     expect(after.ffi).toBeLessThanOrEqual(before.ffi);
     expect(after.resources).toBeLessThanOrEqual(before.resources + 2);
-    // JS heap: about flat here (-0.7, -0.6 and +2.0 MB over 500 sessions). A backend that kept every
-    // closed session reachable grew it by 9.5 MB (19 KB per session, checked by mutation): 6 MB
-    // fails that with room for the noise.
-    expect(after.heap - before.heap).toBeLessThan(6 * 1048576);
+    // JS heap: -0.7, -0.6, +2.0 and +8.4 MB over 500 sessions in four runs of this file alone. That
+    // noise is as large as what a backend keeping every closed session reachable adds (+9.5 MB, 19 KB
+    // per session, checked by mutation), so this bound catches only larger retention (a Room object
+    // graph kept per session); closed sessions left registered are caught by the counters above.
+    expect(after.heap - before.heap).toBeLessThan(16 * 1048576);
     // Native memory. @livekit/rtc-node 1.1.0 (FFI 0.12.73) keeps native memory for every Room it
     // connected, however it is closed (upstream, reported with a repro); measured here in rounds of
     // 100 Rooms (connect, publish a microphone, 3 frames, leave, close): 0.2–1.5 MB per Room from
