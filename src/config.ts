@@ -34,6 +34,16 @@ export const configSchema = z
     maxConnections: z.number().int().min(1).default(10000),
     /** New MQTT connections per source IP per minute (many devices can share one NAT address). */
     connectsPerIpPerMinute: z.number().int().min(1).default(300),
+    /** Open MQTT connections per source IP at once (IPv6: per /64); a school's NAT may hold hundreds of devices. */
+    maxConnectionsPerIp: z.number().int().min(1).default(1000),
+    /** PUBLISH messages per device connection per second (burst 2 s); the firmware sends a few per turn. */
+    publishesPerSecond: z.number().int().min(1).max(10000).default(20),
+    /** Hellos per device connection per minute (each opens native streams and an agent session). */
+    hellosPerMinute: z.number().int().min(1).max(10000).default(20),
+    /** OTA requests per source IP per minute (IPv6: per /64); a device asks once per boot. */
+    otaRequestsPerIpPerMinute: z.number().int().min(1).max(1000000).default(300),
+    /** Log lines per device connection per minute about its rejected input; then one summary line. */
+    logLinesPerMinute: z.number().int().min(1).max(100000).default(20),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     shutdownTimeoutMs: z.number().int().min(100).max(60000).default(9000),
     timezoneOffsetMinutes: z.number().int().min(-720).max(840).default(0),
@@ -77,6 +87,12 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'agent', flag: '--agent', env: 'XIAOZHI_AGENT', kind: 'string' },
   { key: 'logLevel', flag: '--log-level', env: 'XIAOZHI_LOG_LEVEL', kind: 'string' },
   { key: 'udpTimeoutS', flag: '--udp-timeout', env: 'XIAOZHI_UDP_TIMEOUT_S', kind: 'number' },
+  { key: 'maxConnections', flag: '--max-connections', env: 'XIAOZHI_MAX_CONNECTIONS', kind: 'number' },
+  { key: 'maxConnectionsPerIp', flag: '--max-connections-per-ip', env: 'XIAOZHI_MAX_CONNECTIONS_PER_IP', kind: 'number' },
+  { key: 'connectsPerIpPerMinute', flag: '--connects-per-ip-per-minute', env: 'XIAOZHI_CONNECTS_PER_IP_PER_MINUTE', kind: 'number' },
+  { key: 'otaRequestsPerIpPerMinute', flag: '--ota-per-ip-per-minute', env: 'XIAOZHI_OTA_PER_IP_PER_MINUTE', kind: 'number' },
+  { key: 'publishesPerSecond', flag: '--publishes-per-second', env: 'XIAOZHI_PUBLISHES_PER_SECOND', kind: 'number' },
+  { key: 'hellosPerMinute', flag: '--hellos-per-minute', env: 'XIAOZHI_HELLOS_PER_MINUTE', kind: 'number' },
   { key: 'livekitUrl', flag: '--livekit-url', env: 'LIVEKIT_URL', kind: 'string' },
   { key: 'livekitApiKey', flag: '--livekit-api-key', env: 'LIVEKIT_API_KEY', kind: 'string' },
   { key: 'livekitApiSecret', flag: '--livekit-api-secret', env: 'LIVEKIT_API_SECRET', kind: 'string' },

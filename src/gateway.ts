@@ -40,7 +40,7 @@ export class Gateway {
   readonly logger: Logger;
   readonly pipeline: AudioPipeline;
   readonly ports: GatewayPorts;
-  readonly #counters = new Map<string, number>();
+  readonly #counters: Map<string, number>;
   readonly #connections = new Map<string, DeviceConnection>();
   #broker: MqttBroker;
   #udp: UdpAudioServer;
@@ -55,6 +55,7 @@ export class Gateway {
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
     http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
+    counters: Map<string, number>;
   }) {
     this.config = init.config;
     this.logger = init.logger;
@@ -67,6 +68,7 @@ export class Gateway {
     this.ports = init.ports;
     this.#now = init.now;
     this.#firmware = init.firmware;
+    this.#counters = init.counters;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -90,61 +92,109 @@ export class Gateway {
     }
     if (config.auth === 'open') logger.warn('MQTT authentication is OPEN: any client can connect as any device. Development only.');
 
-    const pipeline = new AudioPipeline();
-    const udp = new UdpAudioServer(logger.child({ component: 'udp' }));
-    const pacer = new DownlinkPacer({ frameMs: DOWNLINK_FRAME_MS });
-    const agents = options.agents ?? (await createAgentBackend(config, logger));
-    const tls = config.mqttTls
-      ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }
-      : undefined;
-    const broker = new MqttBroker({
-      port: config.mqttPort,
-      host: config.mqttHost,
-      ...(tls ? { tls } : {}),
-      auth: config.auth === 'signature' ? { mode: 'signature', signatureKey: signatureKey! } : { mode: 'open' },
-      publishTopic: config.publishTopic,
-      limits: { maxConnections: config.maxConnections, connectsPerIpPerMinute: config.connectsPerIpPerMinute },
-      logger,
-    });
-
-    let gateway: Gateway | undefined;
-    const registry = createMetricsRegistry({
-      pipeline,
-      counters: () => gateway?.counters() ?? {},
-      sessionsByState: () => gateway?.sessionsByState() ?? {},
-      mqttConnections: () => gateway?.stats.connections ?? 0,
-    });
-    const brokerPorts = await broker.start();
-    const udpPort = await udp.listen(config.udpPort, config.udpHost);
-    const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;
-    const firmware = new FirmwareVersions(Math.max(10_000, config.maxConnections));
-    const ota = createOtaHandler({
-      publicHost: config.publicHost,
-      mqttPort: publicMqttPort,
-      useTls: Boolean(tls),
-      ...(config.auth === 'signature' ? { signatureKey: signatureKey! } : {}),
-      publishTopic: config.publishTopic,
-      keepalive: config.keepaliveS,
-      timezoneOffsetMinutes: config.timezoneOffsetMinutes,
-      logger: logger.child({ component: 'ota' }),
-      onDevice: (d) => {
-        if (d.firmwareVersion) firmware.set(d.mac, d.firmwareVersion);
-      },
-    });
-    const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false });
-    const httpPort = await new Promise<number>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(config.httpPort, config.httpHost, () => {
-        http.off('error', reject);
-        const a = http.address();
-        resolve(typeof a === 'object' && a ? a.port : config.httpPort);
+    // Everything opened so far is closed again if a later step fails: a start either happens
+    // completely or leaves nothing listening (the error names the port that could not be bound).
+    const opened: Array<() => Promise<unknown> | void> = [];
+    try {
+      const pipeline = new AudioPipeline();
+      opened.push(() => pipeline.close());
+      const counters = new Map<string, number>();
+      let lastCallbackErrorLog = -Infinity;
+      pipeline.onCallbackError = (err) => {
+        // A stream callback that throws (a bug in an agent or in our own glue) loses that one
+        // result, counted; it must never become an uncaught exception.
+        counters.set('pipeline_callback_errors', (counters.get('pipeline_callback_errors') ?? 0) + 1);
+        const t = now();
+        if (t - lastCallbackErrorLog >= 10_000) {
+          lastCallbackErrorLog = t;
+          logger.error({ err }, 'pipeline result handler failed: result dropped (logged at most every 10 s)');
+        }
+      };
+      const udp = new UdpAudioServer(logger.child({ component: 'udp' }));
+      opened.push(() => udp.close());
+      const pacer = new DownlinkPacer({ frameMs: DOWNLINK_FRAME_MS });
+      opened.push(() => pacer.close());
+      const agents = options.agents ?? (await createAgentBackend(config, logger));
+      opened.push(() => agents.close());
+      const tls = config.mqttTls
+        ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }
+        : undefined;
+      const broker = new MqttBroker({
+        port: config.mqttPort,
+        host: config.mqttHost,
+        ...(tls ? { tls } : {}),
+        auth: config.auth === 'signature' ? { mode: 'signature', signatureKey: signatureKey! } : { mode: 'open' },
+        publishTopic: config.publishTopic,
+        limits: {
+          maxConnections: config.maxConnections,
+          connectsPerIpPerMinute: config.connectsPerIpPerMinute,
+          maxConnectionsPerIp: config.maxConnectionsPerIp,
+          publishesPerSecond: config.publishesPerSecond,
+        },
+        logger,
       });
-    });
-    const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-    gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware });
-    gateway.#wire();
-    logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
-    return gateway;
+      opened.push(() => broker.stop());
+
+      let gateway: Gateway | undefined;
+      const registry = createMetricsRegistry({
+        pipeline,
+        counters: () => gateway?.counters() ?? {},
+        sessionsByState: () => gateway?.sessionsByState() ?? {},
+        mqttConnections: () => gateway?.stats.connections ?? 0,
+        udpBindings: () => udp.sessions,
+      });
+      const brokerPorts = await broker.start();
+      const udpPort = await udp.listen(config.udpPort, config.udpHost);
+      const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;
+      const firmware = new FirmwareVersions(Math.max(10_000, config.maxConnections));
+      const ota = createOtaHandler({
+        publicHost: config.publicHost,
+        mqttPort: publicMqttPort,
+        useTls: Boolean(tls),
+        ...(config.auth === 'signature' ? { signatureKey: signatureKey! } : {}),
+        publishTopic: config.publishTopic,
+        keepalive: config.keepaliveS,
+        timezoneOffsetMinutes: config.timezoneOffsetMinutes,
+        logger: logger.child({ component: 'ota' }),
+        requestsPerIpPerMinute: config.otaRequestsPerIpPerMinute,
+        now,
+        count: (event) => counters.set(event, (counters.get(event) ?? 0) + 1),
+        onDevice: (d) => {
+          if (d.firmwareVersion) firmware.set(d.mac, d.firmwareVersion);
+        },
+      });
+      const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false });
+      opened.push(() => new Promise<void>((r) => {
+        http.close(() => r());
+        http.closeAllConnections();
+      }));
+      const httpPort = await new Promise<number>((resolve, reject) => {
+        http.once('error', (err: NodeJS.ErrnoException) => {
+          reject(Object.assign(new Error(`HTTP: cannot listen on ${config.httpHost}:${config.httpPort}: ${err.code ?? err.message}`, { cause: err }), { code: 'ERR_HTTP_LISTEN' }));
+        });
+        http.listen(config.httpPort, config.httpHost, () => {
+          http.removeAllListeners('error');
+          http.on('error', (err) => logger.error({ err }, 'HTTP server error'));
+          const a = http.address();
+          resolve(typeof a === 'object' && a ? a.port : config.httpPort);
+        });
+      });
+      const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
+      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters });
+      gateway.#wire();
+      logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
+      return gateway;
+    } catch (err) {
+      for (const close of opened.reverse()) {
+        try {
+          await close();
+        } catch (closeErr) {
+          logger.debug({ err: closeErr }, 'closing after a failed start');
+        }
+      }
+      logger.error({ err }, 'gateway did not start');
+      throw err;
+    }
   }
 
   #deps(): SessionDeps {
@@ -155,6 +205,8 @@ export class Gateway {
         udpTimeoutMs: this.config.udpTimeoutS * 1000,
         udpRequireMqttIp: this.config.udpRequireMqttIp,
         uplinkPacketsPerSecond: this.config.uplinkPacketsPerSecond,
+        hellosPerMinute: this.config.hellosPerMinute,
+        logLinesPerMinute: this.config.logLinesPerMinute,
         downlinkSampleRate: DOWNLINK_SAMPLE_RATE,
         downlinkFrameMs: DOWNLINK_FRAME_MS,
         agentSampleRate: AGENT_SAMPLE_RATE,
@@ -201,13 +253,29 @@ export class Gateway {
 
   counters(): Record<string, number> {
     const s = this.#udp.stats;
+    const b = this.#broker.stats();
     return {
       ...Object.fromEntries(this.#counters),
       udp_received: s.received,
       udp_short: s.droppedShort,
+      udp_oversize: s.droppedOversize,
+      udp_malformed: s.droppedMalformed,
       udp_unknown_ssrc: s.droppedUnknownSsrc,
+      udp_handler_errors: s.handlerErrors,
       udp_sent: s.sent,
       udp_send_errors: s.sendErrors,
+      mqtt_publish_rate_limited: b.publishRateLimited,
+      mqtt_refused_max_connections: b.refused.maxConnections,
+      mqtt_refused_connect_rate: b.refused.rateLimited,
+      mqtt_refused_per_ip_connections: b.refused.perIpConnections,
+      mqtt_refused_connect_timeout: b.refused.connectTimeout,
+      mqtt_refused_protocol: b.refused.firstPacketNotConnect + b.refused.reservedPacketType + b.refused.malformedRemainingLength,
+      mqtt_refused_oversized: b.refused.oversizedPacket,
+      mqtt_refused_tls_handshake: b.refused.tlsHandshake,
+      mqtt_auth_failures: Object.values(b.authFailures).reduce((x, y) => x + y, 0),
+      mqtt_acl_denials: b.aclDenials.publishTopic + b.aclDenials.publishQos + b.aclDenials.subscribe + b.aclDenials.forward,
+      mqtt_messages_in: b.messages.in,
+      mqtt_messages_out: b.messages.out,
     };
   }
 
@@ -272,7 +340,17 @@ export class Gateway {
     });
     const result = await Promise.race([work.then(() => 'done' as const), timeout]);
     clearTimeout(timer);
-    if (result === 'timeout') this.logger.error('shutdown did not finish in time; exiting anyway');
+    if (result === 'timeout') {
+      // Whatever hung (an agent that never answers, a socket that never drains), the listeners,
+      // the pacer and the native pipeline are released anyway: nothing runs after stop().
+      this.logger.error('shutdown did not finish in time: releasing everything now');
+      this.#pacer.close();
+      await Promise.race([
+        Promise.allSettled([this.#broker.stop(), this.#udp.close(), new Promise<void>((r) => { this.#http.close(() => r()); this.#http.closeAllConnections(); })]),
+        new Promise((r) => setTimeout(r, 500).unref()),
+      ]);
+      if (!this.pipeline.closed) this.pipeline.close();
+    }
     this.#state = 'stopped';
     this.logger.info('stopped');
   }

@@ -23,8 +23,9 @@ import { Aedes } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
 import { codedError, describe, rangeError, typeError } from '../native/errors.js';
-import { macToTopicId, normalizeIp, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
-import { ConnectRateLimiter } from './connect-rate-limiter.js';
+import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
+import { ipLimitKey, normalizeIp } from '../net/address.js';
+import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
 
 /** PROTOCOL.md §2: MCP tools/list replies reach ~8 KB; packets of at least 16 KB must pass. */
@@ -70,8 +71,12 @@ export interface MqttBrokerEvents {
 export interface MqttBrokerLimits {
   /** Open sockets (devices plus connections still before CONNECT). Beyond it sockets are closed at accept. */
   maxConnections: number;
-  /** New connections per remote address per minute (token bucket). */
+  /** New connections per remote address per minute (token bucket; IPv6 by /64). */
   connectsPerIpPerMinute: number;
+  /** Open sockets per remote address at once (IPv6 by /64); beyond it sockets are closed at accept. */
+  maxConnectionsPerIp: number;
+  /** PUBLISH packets per connection per second (burst: two seconds' worth); the excess is dropped, counted. */
+  publishesPerSecond: number;
   /** Largest packet accepted from a device, in bytes (fixed header included); at least 16384. */
   maxPacketSize: number;
   /** Time from accept (TLS: from handshake completion) to a complete CONNECT packet. */
@@ -109,6 +114,7 @@ export interface MqttBrokerStats {
   refused: {
     maxConnections: number;
     rateLimited: number;
+    perIpConnections: number;
     connectTimeout: number;
     firstPacketNotConnect: number;
     reservedPacketType: number;
@@ -137,6 +143,8 @@ export interface MqttBrokerStats {
   };
   /** PUBLISH with the retain flag, accepted with retain cleared. */
   retainCleared: number;
+  /** PUBLISH packets over the connection's rate, dropped before they reach the gateway. */
+  publishRateLimited: number;
   /** Will messages stripped from CONNECT. */
   willsStripped: number;
   messages: { in: number; out: number; bytesIn: number; bytesOut: number };
@@ -159,6 +167,8 @@ interface ConnectionState {
   /** First known cause of the coming disconnect; later causes do not overwrite it. */
   reason?: DisconnectReason;
   subscribeWarned?: boolean;
+  publishes?: TokenBucket;
+  publishRateWarned?: boolean;
 }
 
 interface DeviceEntry {
@@ -169,6 +179,8 @@ interface DeviceEntry {
 const DEFAULT_LIMITS: MqttBrokerLimits = {
   maxConnections: 10_000,
   connectsPerIpPerMinute: 60,
+  maxConnectionsPerIp: 1000,
+  publishesPerSecond: 20,
   maxPacketSize: 65_536,
   connectTimeoutMs: 10_000,
   keepaliveMinS: 30,
@@ -178,10 +190,11 @@ const DEFAULT_LIMITS: MqttBrokerLimits = {
 function emptyStats(): MqttBrokerStats {
   return {
     connections: { current: 0, total: 0, sockets: 0, socketsTotal: 0 },
-    refused: { maxConnections: 0, rateLimited: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0 },
+    refused: { maxConnections: 0, rateLimited: 0, perIpConnections: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0 },
     authFailures: { protocolVersion: 0, cleanSession: 0, keepalive: 0, badClientId: 0, badCredentials: 0, stopping: 0 },
     aclDenials: { publishTopic: 0, publishQos: 0, subscribe: 0, forward: 0 },
     retainCleared: 0,
+    publishRateLimited: 0,
     willsStripped: 0,
     messages: { in: 0, out: 0, bytesIn: 0, bytesOut: 0 },
     takeovers: 0,
@@ -227,7 +240,10 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly auth: MqttAuthOptions;
   private readonly limits: MqttBrokerLimits;
   readonly publishTopic: string;
-  private readonly rateLimiter: ConnectRateLimiter;
+  private readonly rateLimiter: KeyedRateLimiter;
+  private readonly clock: () => number;
+  /** Open sockets per ipLimitKey. */
+  private readonly socketsPerIp = new Map<string, number>();
 
   private aedes: Aedes | undefined;
   private server: net.Server | undefined;
@@ -279,6 +295,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     this.limits = {
       maxConnections: checkInteger('limits.maxConnections', l.maxConnections, 1, 10_000_000),
       connectsPerIpPerMinute: checkInteger('limits.connectsPerIpPerMinute', l.connectsPerIpPerMinute, 1, 1_000_000),
+      maxConnectionsPerIp: checkInteger('limits.maxConnectionsPerIp', l.maxConnectionsPerIp, 1, 10_000_000),
+      publishesPerSecond: checkInteger('limits.publishesPerSecond', l.publishesPerSecond, 1, 100_000),
       maxPacketSize: checkInteger('limits.maxPacketSize', l.maxPacketSize, MIN_MAX_PACKET_SIZE, 268_435_455),
       connectTimeoutMs: checkInteger('limits.connectTimeoutMs', l.connectTimeoutMs, 1, 600_000),
       keepaliveMinS: checkInteger('limits.keepaliveMinS', l.keepaliveMinS, 1, 65_535),
@@ -289,7 +307,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     }
     const clock = options.clock ?? (() => performance.now());
     if (typeof clock !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', `clock: expected a function, got ${describe(clock)}`);
-    this.rateLimiter = new ConnectRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: clock });
+    this.clock = clock;
+    this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: clock });
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -481,7 +500,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       socket.destroy();
       return false;
     }
-    if (!this.rateLimiter.tryConsume(remoteAddress)) {
+    const ipKey = ipLimitKey(remoteAddress);
+    const open = this.socketsPerIp.get(ipKey) ?? 0;
+    if (open >= this.limits.maxConnectionsPerIp) {
+      this.counters.refused.perIpConnections++;
+      if (!this.rateWarned.has(`open:${ipKey}`)) {
+        this.rateWarned.add(`open:${ipKey}`);
+        this.log.warn({ remoteAddress: ipKey, maxConnectionsPerIp: this.limits.maxConnectionsPerIp }, 'connection refused: too many open connections from this address (further refusals this minute are not logged)');
+      }
+      socket.destroy();
+      return false;
+    }
+    if (!this.rateLimiter.tryConsume(ipKey)) {
       this.counters.refused.rateLimited++;
       if (!this.rateWarned.has(remoteAddress)) {
         this.rateWarned.add(remoteAddress);
@@ -493,9 +523,13 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     this.counters.connections.sockets++;
     this.counters.connections.socketsTotal++;
     this.sockets.add(socket);
+    this.socketsPerIp.set(ipKey, open + 1);
     socket.once('close', () => {
       this.counters.connections.sockets--;
       this.sockets.delete(socket);
+      const left = (this.socketsPerIp.get(ipKey) ?? 1) - 1;
+      if (left > 0) this.socketsPerIp.set(ipKey, left);
+      else this.socketsPerIp.delete(ipKey);
     });
     socket.on('error', () => { /* reported through the guarded connection; never unhandled */ });
     return true;
@@ -658,7 +692,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     if (client) {
       const state = this.states.get(client);
       const identity = state?.identity;
-      if (identity && packet.topic === this.publishTopic && !client.closed) {
+      if (state && identity && packet.topic === this.publishTopic && !client.closed) {
+        // Each message costs a JSON parse and may open streams: a device gets a bounded rate.
+        const now = this.clock();
+        state.publishes ??= new TokenBucket(this.limits.publishesPerSecond, this.limits.publishesPerSecond * 2, now);
+        if (!state.publishes.take(now)) {
+          this.counters.publishRateLimited++;
+          if (!state.publishRateWarned) {
+            state.publishRateWarned = true;
+            this.log.warn({ clientId: identity.clientId, publishesPerSecond: this.limits.publishesPerSecond }, 'PUBLISH dropped: over the per-connection message rate (further drops on this connection are only counted)');
+          }
+          return done(null);
+        }
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
         this.counters.messages.in++;
         this.counters.messages.bytesIn += payload.length;

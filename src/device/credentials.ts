@@ -121,11 +121,6 @@ export interface IssuedCredentials {
   password: string;
 }
 
-/** IPv4-mapped IPv6 ('::ffff:1.2.3.4') -> '1.2.3.4'; anything else unchanged. */
-export function normalizeIp(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
-
 function sign(clientId: string, username: string, signatureKey: string): Buffer {
   return createHmac('sha256', signatureKey).update(`${clientId}|${username}`, 'utf8').digest();
 }

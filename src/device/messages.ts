@@ -69,6 +69,20 @@ function explain(error: z.ZodError): string {
 }
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
+/** Real messages nest 4-6 levels (mcp payloads included); deeper ones would only cost the agents' serializers. */
+const MAX_MESSAGE_DEPTH = 32;
+
+/** Whether `value` nests objects/arrays deeper than `max` (iterative: a hostile depth cannot blow the stack). */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) return true;
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  }
+  return false;
+}
 
 /** Parses one device PUBLISH payload. Throws MessageError with a reason; never returns unchecked data. */
 export function parseDeviceMessage(payload: Buffer): DeviceMessage {
@@ -82,6 +96,7 @@ export function parseDeviceMessage(payload: Buffer): DeviceMessage {
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new MessageError('ERR_MESSAGE_SHAPE', `expected a JSON object, got ${data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data}`);
   }
+  if (depthExceeds(data, MAX_MESSAGE_DEPTH)) throw new MessageError('ERR_MESSAGE_SHAPE', `nested deeper than ${MAX_MESSAGE_DEPTH} levels`);
   const type = (data as { type?: unknown }).type;
   if (typeof type !== 'string') throw new MessageError('ERR_MESSAGE_SHAPE', 'missing string field "type"');
   const check = <T>(schema: z.ZodType<T>): T => {

@@ -30,9 +30,10 @@ import {
   isUuid,
   issueCredentials,
   issueOpenCredentials,
-  normalizeIp,
   normalizeMac,
 } from './credentials.js';
+import { ipLimitKey, normalizeIp } from '../net/address.js';
+import { KeyedRateLimiter } from '../net/rate-limit.js';
 
 export const OTA_PATHS: readonly string[] = ['/xiaozhi/ota/', '/xiaozhi/ota'];
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
@@ -86,7 +87,18 @@ export interface OtaHandlerOptions {
   trustProxy?: boolean;
   /** Called for every configured device (e.g. to remember its firmware version for its sessions). */
   onDevice?: (device: OtaDeviceInfo) => void;
+  /** Requests per client IP (IPv6: per /64) per minute; beyond it 429 with Retry-After. Default 120. */
+  requestsPerIpPerMinute?: number;
+  /** Monotonic milliseconds for the rate limit. Default performance.now. */
+  now?: () => number;
+  /** Counts refused and failed requests: `ota_rate_limited`, `ota_rejected` (4xx), `ota_errors` (5xx). */
+  count?: (event: OtaCounter) => void;
 }
+
+export type OtaCounter = 'ota_rate_limited' | 'ota_rejected' | 'ota_errors';
+
+/** Rejected requests are logged at most this many times a minute in all (then only counted). */
+const REJECT_LOG_LINES_PER_MINUTE = 30;
 
 /**
  * Firmware version per device MAC, as last seen at OTA (the User-Agent "<board>/<version>", else
@@ -208,6 +220,22 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) throw rangeError('ERR_OUT_OF_RANGE', `maxBodyBytes: expected an integer >= 1024, got ${describe(maxBodyBytes)}`);
   const staticOffer = typeof options.firmware === 'function' || options.firmware === undefined ? undefined : validateOffer(options.firmware, 'firmware');
   const offerFor = typeof options.firmware === 'function' ? options.firmware : undefined;
+  const now = options.now ?? (() => performance.now());
+  const perIp = options.requestsPerIpPerMinute ?? 120;
+  if (!Number.isInteger(perIp) || perIp < 1) throw rangeError('ERR_OUT_OF_RANGE', `requestsPerIpPerMinute: expected a positive integer, got ${describe(perIp)}`);
+  const limiter = new KeyedRateLimiter({ perMinute: perIp, now });
+  const count = options.count ?? (() => {});
+  let rejectLogWindow = -Infinity;
+  let rejectLogLines = 0;
+  const logRejected = (fields: Record<string, unknown>, message: string): void => {
+    const t = now();
+    if (t - rejectLogWindow >= 60_000) {
+      rejectLogWindow = t;
+      rejectLogLines = 0;
+      limiter.sweep();
+    }
+    if (rejectLogLines++ < REJECT_LOG_LINES_PER_MINUTE) log.info(fields, message);
+  };
   if (signatureKey === undefined) log.warn('OTA: open auth mode: handing out unsigned credentials (the broker must run with auth mode "open")');
 
   function reply(res: http.ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
@@ -283,6 +311,12 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
     if (!OTA_PATHS.includes(path)) throw new HttpError(404, `not found: the OTA path is ${OTA_PATHS[0]}`);
+    if (!limiter.tryConsume(ipLimitKey(remoteIpOf(req)))) {
+      count('ota_rate_limited');
+      reply(res, 429, { error: `too many OTA requests from this address: at most ${perIp} per minute` }, { 'retry-after': '60', connection: 'close' });
+      res.once('finish', () => req.destroy());
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'POST') {
       reply(res, 405, { error: `method ${req.method} not allowed: use POST (with system info) or GET` }, { allow: 'GET, POST' });
       req.resume();
@@ -370,7 +404,8 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   return (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) {
-        log.info({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');
+        count('ota_rejected');
+        logRejected({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');
         if (err.status === 413) {
           // Stop reading an oversized body: answer, then close the connection.
           reply(res, 413, { error: err.message }, { connection: 'close' });
@@ -381,9 +416,15 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
         req.resume();
         return;
       }
+      count('ota_errors');
       log.error({ err }, 'OTA: request failed');
       reply(res, 500, { error: 'internal error' });
       req.resume();
+    }).catch((err: unknown) => {
+      // Answering failed too (the socket is gone): nothing to tell the client, never an unhandled rejection.
+      count('ota_errors');
+      log.debug({ err }, 'OTA: could not answer');
+      req.destroy();
     });
   };
 }

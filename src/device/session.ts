@@ -3,11 +3,26 @@
 // agent session behind it. Everything a session holds is released when it ends, whatever ends it:
 // goodbye either way, a new hello, a takeover by a second connection, UDP silence, the device
 // vanishing, or gateway shutdown.
+//
+// The connection is one state machine: no session → session (agent attaching) → session (agent
+// attached) → no session. Every control message is handled to completion, synchronously, in the
+// order it arrived, so no interleaving of messages can leave anything behind:
+// - hello ends the current session at once (streams, UDP binding, pacer state released before the
+//   handler returns; its agent is closed in the background) and opens the new one. A hello cancels
+//   an agent that is still attaching: the attach finds its session closed and closes the agent.
+// - goodbye ends the current session the same way.
+// - listen, abort and mcp act on the current session at once. Before the agent is attached, listen
+//   state and the wake word are remembered and handed over on attach; abort and mcp find no agent
+//   and only clear the downlink.
+// - nothing waits on the network: the only asynchronous step, the agent's attach, is cancel-safe.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentBackend, AgentSession, ListenMode } from '../agent/agent-backend.js';
 import type { DeviceIdentity } from '../broker/mqtt-broker.js';
 import type { AudioPipeline, DownlinkStream, UplinkStream } from '../native/pipeline.js';
+import { normalizeIp } from '../net/address.js';
+import { LogBudget } from '../net/log-budget.js';
+import { TokenBucket } from '../net/rate-limit.js';
 import type { DownlinkPacer, PacedSession } from './downlink-pacer.js';
 import { helloReply, MessageError, parseDeviceMessage, type Hello } from './messages.js';
 import type { UdpAudioServer, UdpPeer } from './udp-server.js';
@@ -24,6 +39,10 @@ export interface SessionConfig {
   udpRequireMqttIp: boolean;
   /** Per-session uplink datagrams per second (token bucket, burst 2 s) before decryption. */
   uplinkPacketsPerSecond: number;
+  /** Hellos per connection per minute (each opens streams and an agent session); burst = the same number. */
+  hellosPerMinute: number;
+  /** Log lines per connection per minute about its rejected input; then one summary line. */
+  logLinesPerMinute: number;
   /** Downlink sample rate and frame duration announced in the hello reply. */
   downlinkSampleRate: number;
   downlinkFrameMs: number;
@@ -34,6 +53,7 @@ export interface SessionConfig {
 export type GatewayCounter =
   | 'hello_accepted'
   | 'hello_rejected'
+  | 'hello_rate_limited'
   | 'message_invalid'
   | 'message_ignored'
   | 'message_wrong_session'
@@ -45,6 +65,8 @@ export type GatewayCounter =
   | 'pacer_backlog'
   | 'agent_audio_wrong_rate'
   | 'agent_errors'
+  | 'agent_event_errors'
+  | 'agent_audio_invalid'
   | 'sessions_closed';
 
 export interface SessionDeps {
@@ -63,10 +85,6 @@ export interface SessionDeps {
 }
 
 export type SessionState = 'opening' | 'idle' | 'listening' | 'speaking' | 'closed';
-
-function normalizeIp(address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 /**
  * An address that sent datagrams for this session but has not proven itself. Its datagrams are only
@@ -88,23 +106,6 @@ const LISTEN_STOP_GRACE_MS = 120;
 const MAX_HELD = 8;
 const MAX_CANDIDATES = 8;
 
-/** Token bucket for the per-session uplink packet rate, checked before any decryption. */
-class RateLimiter {
-  #tokens: number;
-  #last: number;
-  constructor(private readonly rate: number, private readonly burst: number, now: number) {
-    this.#tokens = burst;
-    this.#last = now;
-  }
-  take(now: number): boolean {
-    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
-    this.#last = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-}
-
 export class AudioSession implements PacedSession {
   readonly sessionId = randomUUID();
   readonly key = randomBytes(16);
@@ -119,7 +120,8 @@ export class AudioSession implements PacedSession {
   #bound: UdpPeer | null = null;
   #candidates = new Map<number, Candidate>();
   #nextTag = 1;
-  #limiter: RateLimiter;
+  /** Per-session uplink packet rate, checked before any decryption (after the address check). */
+  #limiter: TokenBucket;
   #wrongRateLogged = false;
   #listenMode: ListenMode = 'auto';
   /** A wake word (listen detect) said before the agent was attached: handed over on attach. */
@@ -138,7 +140,7 @@ export class AudioSession implements PacedSession {
     this.nonce.writeUInt32BE(this.ssrc, 4);
     this.logger = connection.logger.child({ sessionId: this.sessionId });
     this.lastUdpAt = deps.now();
-    this.#limiter = new RateLimiter(deps.config.uplinkPacketsPerSecond, deps.config.uplinkPacketsPerSecond * 2, deps.now());
+    this.#limiter = new TokenBucket(deps.config.uplinkPacketsPerSecond, deps.config.uplinkPacketsPerSecond * 2, deps.now());
     this.#uplink = deps.pipeline.createUplink({
       key: this.key,
       nonce: this.nonce,
@@ -208,31 +210,47 @@ export class AudioSession implements PacedSession {
     if (this.#wakeWord !== null) agent.wakeWord(this.#wakeWord);
     this.#wakeWord = null;
     if (this.state === 'listening') agent.listenStart(this.#listenMode);
-    agent.on('audio', (pcm, rate) => {
+    // Agent events are input too (a remote agent's data, a custom backend's bugs): a listener that
+    // fails drops that event, counted, and never throws back into the agent's emitter.
+    const on = <A extends unknown[]>(event: string, listener: (...args: A) => void): void => {
+      (agent.on as (e: string, l: (...args: A) => void) => void)(event, (...args: A) => {
+        try {
+          listener(...args);
+        } catch (err) {
+          this.#deps.count('agent_event_errors');
+          this.#connection.log.warn({ event, err: (err as Error).message }, 'agent event dropped: its handler failed');
+        }
+      });
+    };
+    on('audio', (pcm: Int16Array | Float32Array, rate: number) => {
       if (rate !== this.#deps.config.agentSampleRate) {
         this.#deps.count('agent_audio_wrong_rate');
         if (!this.#wrongRateLogged) this.logger.error({ rate, expected: this.#deps.config.agentSampleRate }, 'agent audio at an unexpected sample rate dropped');
         this.#wrongRateLogged = true;
         return;
       }
+      if (!(pcm instanceof Int16Array || pcm instanceof Float32Array) || pcm.length === 0) {
+        this.#deps.count('agent_audio_invalid');
+        return;
+      }
       if (this.state !== 'closed') this.#downlink.push(pcm);
     });
-    agent.on('audio-end', () => {
+    on('audio-end', () => {
       if (this.state !== 'closed') this.#downlink.flush();
     });
-    agent.on('state', (s) => {
+    on('state', (s: string) => {
       if (s === 'thinking') this.send({ type: 'llm', emotion: 'thinking' });
       if (s === 'speaking' || s === 'listening') this.state = s;
     });
-    agent.on('transcript', (t) => {
+    on('transcript', (t: { final: boolean; role: string; text: string }) => {
       if (!t.final) return;
       if (t.role === 'user') this.send({ type: 'stt', text: t.text });
       else this.send({ type: 'tts', state: 'sentence_start', text: t.text });
     });
-    agent.on('mcp', (payload) => this.send({ type: 'mcp', payload }));
-    agent.on('alert', (a) => this.send({ type: 'alert', status: a.status, message: a.message, emotion: a.emotion ?? 'neutral' }));
-    agent.on('end', (reason) => {
-      void this.#connection.endSession(this, `agent ended: ${reason}`, true);
+    on('mcp', (payload: Record<string, unknown>) => this.send({ type: 'mcp', payload }));
+    on('alert', (a: { status: string; message: string; emotion?: string }) => this.send({ type: 'alert', status: a.status, message: a.message, emotion: a.emotion ?? 'neutral' }));
+    on('end', (reason: string) => {
+      if (this.state !== 'closed') void this.#connection.endSession(this, `agent ended: ${reason}`, true);
     });
     if (this.state === 'opening') this.state = 'idle';
   }
@@ -277,13 +295,14 @@ export class AudioSession implements PacedSession {
   // --- UDP ---
   #receive(datagram: Buffer, from: UdpPeer): void {
     const deps = this.#deps;
-    const now = deps.now();
-    if (!this.#limiter.take(now)) {
-      deps.count('udp_rate_limited');
-      return;
-    }
+    // The address check comes first: a spoofed flood with a known ssrc from elsewhere must not
+    // spend the real device's rate budget.
     if (deps.config.udpRequireMqttIp && normalizeIp(from.address) !== normalizeIp(this.#connection.identity.remoteAddress)) {
       deps.count('udp_address_rejected');
+      return;
+    }
+    if (!this.#limiter.take(deps.now())) {
+      deps.count('udp_rate_limited');
       return;
     }
     const b = this.#bound;
@@ -344,41 +363,51 @@ export class AudioSession implements PacedSession {
     this.#deps.count(reason);
   }
 
-  /** Releases everything. Idempotent. */
-  async close(reason: string): Promise<void> {
-    if (this.state === 'closed') return;
+  /**
+   * Releases everything local before it returns (UDP binding, pacer state, native streams); the
+   * returned promise settles when the agent session has closed too, and never rejects. Idempotent.
+   */
+  close(reason: string): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
     this.state = 'closed';
     this.#deps.udp.unregister(this.ssrc, this.#onDatagram);
     this.#deps.pacer.remove(this);
+    this.#candidates.clear();
     if (!this.#uplink.closed) this.#uplink.close();
     if (!this.#downlink.closed) this.#downlink.close();
     const agent = this.#agent;
     this.#agent = null;
     this.#deps.count('sessions_closed');
     this.logger.info({ reason }, 'audio session closed');
-    if (agent) {
+    if (!agent) return Promise.resolve();
+    return (async () => {
       try {
         await agent.close(reason);
       } catch (err) {
         this.#deps.count('agent_errors');
         this.logger.warn({ err }, 'agent session close failed');
       }
-    }
+    })();
   }
 }
 
-/** A device's MQTT connection and its current audio session. */
+/** A device's MQTT connection and its current audio session (the state machine described above). */
 export class DeviceConnection {
   readonly identity: DeviceIdentity;
   readonly logger: Logger;
+  /** Lines about this device's rejected input go through its budget: a device cannot flood the log. */
+  readonly log: LogBudget;
   session: AudioSession | null = null;
   readonly #deps: SessionDeps;
+  readonly #hellos: TokenBucket;
   #closed = false;
 
   constructor(identity: DeviceIdentity, deps: SessionDeps) {
     this.identity = identity;
     this.#deps = deps;
     this.logger = deps.logger.child({ deviceId: identity.mac, clientId: identity.clientId });
+    this.log = new LogBudget(this.logger, deps.config.logLinesPerMinute, deps.now);
+    this.#hellos = new TokenBucket(deps.config.hellosPerMinute / 60, deps.config.hellosPerMinute, deps.now());
   }
 
   onMessage(payload: Buffer): void {
@@ -387,12 +416,19 @@ export class DeviceConnection {
     try {
       parsed = parseDeviceMessage(payload);
     } catch (err) {
-      this.#deps.count((err as MessageError).code === 'ERR_MESSAGE_INVALID' && isHello(payload) ? 'hello_rejected' : 'message_invalid');
-      this.logger.warn({ code: (err as MessageError).code, reason: (err as Error).message }, 'device message rejected');
+      const code = (err as MessageError).code;
+      this.#deps.count(code === 'ERR_MESSAGE_INVALID' && isHello(payload) ? 'hello_rejected' : 'message_invalid');
+      this.log.warn({ code, reason: (err as Error).message }, 'device message rejected');
       return;
     }
     if (parsed.kind === 'hello') {
-      void this.#startSession(parsed.message);
+      if (!this.#hellos.take(this.#deps.now())) {
+        // No reply: the device shows "server timeout" and tries again later, which is the back-off we want.
+        this.#deps.count('hello_rate_limited');
+        this.log.warn({ hellosPerMinute: this.#deps.config.hellosPerMinute }, 'hello dropped: over the per-connection hello rate');
+        return;
+      }
+      this.#startSession(parsed.message);
       return;
     }
     if (parsed.kind === 'ignored') {
@@ -409,7 +445,7 @@ export class DeviceConnection {
     const sid = parsed.message.session_id;
     if (sid !== undefined && sid !== s.sessionId) {
       this.#deps.count('message_wrong_session');
-      this.logger.warn({ type: parsed.kind, got: sid }, 'message for another session_id ignored');
+      this.log.warn({ type: parsed.kind, got: sid.slice(0, 64) }, 'message for another session_id ignored');
       return;
     }
     switch (parsed.kind) {
@@ -429,10 +465,10 @@ export class DeviceConnection {
     }
   }
 
-  async #startSession(hello: Hello): Promise<void> {
-    // Every hello installs new keys: the old session (streams, UDP binding, agent) goes first.
-    if (this.session) await this.endSession(this.session, 'new hello', false);
-    if (this.#closed) return;
+  #startSession(hello: Hello): void {
+    // Every hello installs new keys: the old session's streams, UDP binding and pacer state are
+    // released right here, before the new session exists (its agent closes in the background).
+    if (this.session) void this.endSession(this.session, 'new hello', false);
     let session: AudioSession;
     try {
       session = new AudioSession(this, hello, this.#deps);
@@ -445,28 +481,37 @@ export class DeviceConnection {
     this.#deps.count('hello_accepted');
     this.#deps.send(this.identity.clientId, session.helloReply());
     session.logger.info({ ssrc: session.ssrc, audio: hello.audio_params }, 'audio session opened');
+    void this.#attach(session, hello);
+  }
+
+  async #attach(session: AudioSession, hello: Hello): Promise<void> {
     try {
       await session.attachAgent(hello);
     } catch (err) {
       this.#deps.count('agent_errors');
       session.logger.error({ err }, 'agent session failed to start');
+      if (session.state === 'closed') return;  // a newer hello or a goodbye got there first
       session.send({ type: 'alert', status: 'error', message: 'voice agent unavailable', emotion: 'sad' });
       await this.endSession(session, 'agent failed to start', true);
     }
   }
 
-  /** Ends an audio session; with `sayGoodbye` the device is told (server goodbye with session_id). */
-  async endSession(session: AudioSession, reason: string, sayGoodbye: boolean): Promise<void> {
+  /**
+   * Ends an audio session; with `sayGoodbye` the device is told (server goodbye with session_id).
+   * Everything local is released before this returns; the promise settles once the agent is closed.
+   */
+  endSession(session: AudioSession, reason: string, sayGoodbye: boolean): Promise<void> {
     if (this.session === session) this.session = null;
-    if (session.state === 'closed') return;
+    if (session.state === 'closed') return Promise.resolve();
     if (sayGoodbye) session.send({ type: 'goodbye' });
-    await session.close(reason);
+    return session.close(reason);
   }
 
   /** The MQTT connection is gone (disconnect, keepalive timeout, takeover): release everything. */
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.log.close();
     if (this.session) await this.endSession(this.session, reason, false);
   }
 

@@ -1,7 +1,14 @@
-// The one UDP socket for every session. It demultiplexes by the header's ssrc without decrypting
-// (bytes 4..7, PROTOCOL.md §3.1); datagrams for an unknown ssrc are dropped silently (counted).
+// The one UDP socket for every session. It checks each datagram's size and header shape first
+// (PROTOCOL.md §3.1: at most 1500 bytes, type 0x01, payload_len = length - 16), then demultiplexes by
+// the header's ssrc without decrypting (bytes 4..7). Everything else is a counted drop: nothing a
+// peer sends can reach the native core malformed, and no handler's failure can escape the socket.
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
+
+/** PROTOCOL.md §3: the device's largest datagram. */
+export const MAX_DATAGRAM_BYTES = 1500;
+export const HEADER_BYTES = 16;
 
 export interface UdpPeer {
   address: string;
@@ -12,18 +19,26 @@ export type DatagramHandler = (datagram: Buffer, from: UdpPeer) => void;
 
 export interface UdpStats {
   received: number;
+  /** Shorter than a header plus one payload byte. */
   droppedShort: number;
+  /** Longer than MAX_DATAGRAM_BYTES. */
+  droppedOversize: number;
+  /** Header type is not 0x01, or payload_len disagrees with the datagram length. */
+  droppedMalformed: number;
   droppedUnknownSsrc: number;
+  /** A session handler threw: the datagram is dropped, the socket and process go on. */
+  handlerErrors: number;
   sent: number;
   sendErrors: number;
 }
 
 export class UdpAudioServer {
-  readonly stats: UdpStats = { received: 0, droppedShort: 0, droppedUnknownSsrc: 0, sent: 0, sendErrors: 0 };
+  readonly stats: UdpStats = { received: 0, droppedShort: 0, droppedOversize: 0, droppedMalformed: 0, droppedUnknownSsrc: 0, handlerErrors: 0, sent: 0, sendErrors: 0 };
   readonly #socket: dgram.Socket;
   readonly #handlers = new Map<number, DatagramHandler>();
   readonly #logger: Logger;
   #closed = false;
+  #lastHandlerErrorLog = -Infinity;
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -34,7 +49,9 @@ export class UdpAudioServer {
 
   async listen(port: number, host: string): Promise<number> {
     await new Promise<void>((resolve, reject) => {
-      this.#socket.once('error', reject);
+      this.#socket.once('error', (err: NodeJS.ErrnoException) => {
+        reject(Object.assign(new Error(`UDP: cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }), { code: 'ERR_UDP_LISTEN' }));
+      });
       this.#socket.bind(port, host, () => {
         this.#socket.off('error', reject);
         resolve();
@@ -43,10 +60,10 @@ export class UdpAudioServer {
     return this.#socket.address().port;
   }
 
-  /** A fresh random ssrc no live session uses. */
+  /** A fresh ssrc no live session uses, from the CSPRNG: the ssrc is half of what routes a datagram. */
   allocateSsrc(): number {
     for (;;) {
-      const ssrc = (Math.random() * 0x100000000) >>> 0;
+      const ssrc = randomInt(1, 0x100000000);
       if (ssrc !== 0 && !this.#handlers.has(ssrc)) return ssrc;
     }
   }
@@ -65,8 +82,16 @@ export class UdpAudioServer {
 
   #onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.stats.received++;
-    if (msg.length < 16) {
+    if (msg.length <= HEADER_BYTES) {
       this.stats.droppedShort++;
+      return;
+    }
+    if (msg.length > MAX_DATAGRAM_BYTES) {
+      this.stats.droppedOversize++;
+      return;
+    }
+    if (msg[0] !== 0x01 || msg.readUInt16BE(2) !== msg.length - HEADER_BYTES) {
+      this.stats.droppedMalformed++;
       return;
     }
     const handler = this.#handlers.get(msg.readUInt32BE(4));
@@ -74,7 +99,16 @@ export class UdpAudioServer {
       this.stats.droppedUnknownSsrc++;
       return;
     }
-    handler(msg, { address: rinfo.address, port: rinfo.port });
+    try {
+      handler(msg, { address: rinfo.address, port: rinfo.port });
+    } catch (err) {
+      this.stats.handlerErrors++;
+      const now = performance.now();
+      if (now - this.#lastHandlerErrorLog >= 10_000) {
+        this.#lastHandlerErrorLog = now;
+        this.#logger.error({ err, handlerErrors: this.stats.handlerErrors }, 'udp datagram handler failed: datagram dropped (logged at most every 10 s)');
+      }
+    }
   }
 
   send(datagram: Buffer, to: UdpPeer): void {

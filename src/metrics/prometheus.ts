@@ -35,10 +35,19 @@ export interface MetricsSources {
   /** Sessions by state. */
   sessionsByState(): Record<string, number>;
   mqttConnections(): number;
+  /** Live ssrc -> session registrations on the UDP socket. */
+  udpBindings(): number;
 }
 
-// Gateway counters that are drops, reported under xiaozhi_drops_total{reason}.
-const GATEWAY_DROPS = ['udp_short', 'udp_unknown_ssrc', 'udp_rate_limited', 'udp_address_rejected', 'pacer_backlog', 'agent_audio_wrong_rate'];
+// Gateway counters that are drops, reported under xiaozhi_drops_total{reason}: input from the
+// network (or an agent) that was refused, limited or failed, each under its own reason.
+const GATEWAY_DROPS = [
+  'udp_short', 'udp_oversize', 'udp_malformed', 'udp_unknown_ssrc', 'udp_rate_limited', 'udp_address_rejected', 'udp_handler_errors',
+  'mqtt_publish_rate_limited', 'mqtt_refused_max_connections', 'mqtt_refused_connect_rate', 'mqtt_refused_per_ip_connections',
+  'mqtt_refused_connect_timeout', 'mqtt_refused_protocol', 'mqtt_refused_oversized', 'mqtt_refused_tls_handshake', 'mqtt_auth_failures',
+  'mqtt_acl_denials', 'message_invalid', 'hello_rejected', 'hello_rate_limited', 'ota_rate_limited', 'ota_rejected', 'ota_errors',
+  'pacer_backlog', 'agent_audio_wrong_rate', 'agent_audio_invalid', 'agent_event_errors', 'pipeline_callback_errors',
+];
 
 export function createMetricsRegistry(sources: MetricsSources): Registry {
   const registry = new client.Registry();
@@ -70,6 +79,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   add(new ScrapeMetric('xiaozhi_sessions', 'Audio sessions by state.', 'gauge', () =>
     Object.entries(sources.sessionsByState()).map(([state, value]) => ({ value, labels: { state } }))));
   add(new ScrapeMetric('xiaozhi_mqtt_connections', 'Device MQTT connections.', 'gauge', () => [{ value: sources.mqttConnections(), labels: {} }]));
+  add(new ScrapeMetric('xiaozhi_udp_bindings', 'Sessions registered on the UDP socket (by ssrc).', 'gauge', () => [{ value: sources.udpBindings(), labels: {} }]));
   // The native log2-ns histograms become Prometheus histograms with power-of-two second buckets.
   add(new ScrapeMetric('xiaozhi_pipeline_duration_seconds', 'Native pipeline stage times, queue waits and frame latencies.', 'histogram', () => {
     const out: Array<MetricValue & { metricName: string }> = [];
