@@ -63,7 +63,7 @@ async function state() {
   const res = resources();
   const m = gateway.pipeline.metrics();
   const native = {};
-  for (const [k, v] of Object.entries(m.counters ?? {})) if (k.startsWith('drop_')) native[k] = Number(v);
+  for (const [k, v] of Object.entries(m.counters ?? {})) native[k] = Number(v);
   return {
     counters: gateway.counters(),
     stats: gateway.stats,
