@@ -1,4 +1,4 @@
-// `xiaozhi-gateway bench [micro|pipeline|e2e] [options]` (called from src/cli.ts).
+// `xiaozhi-gateway bench [micro|pipeline|e2e|churn] [options]` (called from src/cli.ts).
 //
 // micro: per audio stage and per 60 ms frame, our native implementation against baselines measured
 // in the same process run (interleaved), each stage in its own child process, repeated R times.
@@ -18,6 +18,7 @@ import { selectStages, STAGES } from './micro/stages.js';
 const USAGE = `Usage: xiaozhi-gateway bench [micro] [options]
        xiaozhi-gateway bench pipeline [--help]     pipeline throughput vs the predecessor and the C++ limit
        xiaozhi-gateway bench e2e [--help]          latency added against a local livekit-server
+       xiaozhi-gateway bench churn [--help]        steady devices' downlink while others hello/goodbye in bursts
 
 Micro-benchmarks per audio stage, per 60 ms device frame: median and p99 of ours against baselines
 measured in the same run, each stage in its own process, ours and baselines interleaved.
@@ -105,6 +106,10 @@ export async function runBenchCli(argv: string[]): Promise<number> {
     case 'e2e': {
       const { runE2eBenchCli } = await import('./e2e/main.js');
       return runE2eBenchCli(args);
+    }
+    case 'churn': {
+      const { runChurnBench } = await import('./churn/main.js');
+      return runChurnBench(args);
     }
     default:
       process.stderr.write(`xiaozhi-gateway bench: unknown benchmark '${sub}'\n\n${USAGE}\n`);

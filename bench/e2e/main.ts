@@ -13,7 +13,7 @@ import { availableParallelism, cpus, setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { OpusEncoder } from '../../src/index.js';
-import { BenchDevice } from './device.js';
+import { BenchDevice } from '../bench-device.js';
 import type { ChildReport, FromAgents, FromChild, ToAgents, ToChild } from './protocol.js';
 
 const USAGE = `Usage: xiaozhi-gateway bench e2e [options]
