@@ -121,7 +121,8 @@ export function addonNotBuiltError(root: string, searchDir: string, cause?: unkn
       'or its install script did not run (npm install --ignore-scripts, ignore-scripts in .npmrc, npm 11 install scripts not approved).\n' +
       '  Build it from source (needs cmake >= 3.15, a C++17 compiler, the Node.js headers that come with official\n' +
       '  Node.js installs, and the npm registry for the pinned libopus source):\n' +
-      `    node ${join(root, 'scripts', 'build-native.mjs')}`,
+      `    node ${join(root, 'scripts', 'build-native.mjs')}\n` +
+      '  or, in the project that depends on it (unless ignore-scripts is set): npm rebuild xiaozhi-gateway',
     cause,
   );
 }
