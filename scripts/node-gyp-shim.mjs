@@ -2,8 +2,8 @@
 // prebuildify only knows how to drive node-gyp (`node-gyp rebuild --target=… --arch=… --release`).
 // scripts/prebuild.mjs points it here instead (PREBUILD_NODE_GYP), and this shim performs the same
 // job with cmake-js: a Release build into build/Release, where prebuildify collects the .node. The
-// build is incremental (same configuration as `npm run build:native`), because npm also runs the
-// "prebuild" script as the pre-hook of `npm run build`.
+// build is incremental (same configuration as `npm run build:native`), so `npm run build:prebuilds`
+// right after a source build only copies.
 // A Node-API addon is ABI-stable, so --target (the Node version) needs no action; a foreign --arch
 // is refused because we do not cross-compile.
 import { spawnSync } from 'node:child_process';

@@ -59,7 +59,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const e = err as Error & { code?: string };
-    process.stderr.write(`xiaozhi-gateway: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    const message = (e.message ?? String(err)).replace(/^xiaozhi-gateway: /, '');
+    process.stderr.write(`xiaozhi-gateway: ${e.code ? `[${e.code}] ` : ''}${message}\n`);
     process.exitCode = 1;
   },
 );

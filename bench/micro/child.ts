@@ -15,7 +15,7 @@ runChild<ChildRequest>('bench child', async (req) => {
     if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
       warnings.push('run without --expose-gc: garbage of one variant may be collected in another one\'s block');
     }
-    await sendToParent({ stage: req.stage, run: req.run, variants, facts: setup.facts, warnings, elapsedMs: performance.now() - started } satisfies ChildResult);
+    await sendToParent({ stage: req.stage, run: req.run, variants, missingBaselines: setup.missingBaselines, facts: setup.facts, warnings, elapsedMs: performance.now() - started } satisfies ChildResult);
     return 0;
   } catch (err) {
     await sendToParent({ stage: req.stage, run: req.run, error: describeError(err) } satisfies ChildFailure);

@@ -51,10 +51,22 @@ export interface VariantResult {
   notes?: Record<string, string | number | boolean>;
 }
 
+/** A baseline the stage could not measure because its package is not installed (a devDependency). */
+export interface MissingBaseline {
+  /** The baseline variant's name (as in stages.ts V). */
+  name: string;
+  /** The npm package that provides it. */
+  package: string;
+  /** What to run to compare against it. */
+  install: string;
+}
+
 export interface ChildResult {
   stage: StageId;
   run: number;
   variants: VariantResult[];
+  /** Baselines left out of this run because their package is not installed. */
+  missingBaselines: MissingBaseline[];
   /** Facts about the stage's inputs and settings, printed once per stage. */
   facts: Record<string, string | number | boolean>;
   warnings: string[];

@@ -1,6 +1,6 @@
 // Aggregates the per-run child results into per-stage summaries, judges the targets, and renders
 // the text table. The JSON output is the same summary object.
-import type { ChildResult, StageId, VariantResult, VariantRole } from './protocol.js';
+import type { ChildResult, MissingBaseline, StageId, VariantResult, VariantRole } from './protocol.js';
 import { median, minMax } from './stats.js';
 import { stageInfo, type Target } from './stages.js';
 
@@ -38,6 +38,8 @@ export interface StageSummary {
   runs: number;
   variants: VariantSummary[];
   comparisons: Comparison[];
+  /** Baselines not measured because their package is not installed (with the command to install it). */
+  missingBaselines: MissingBaseline[];
   facts: Record<string, string | number | boolean>;
   warnings: string[];
   errors: string[];
@@ -106,6 +108,10 @@ export function summarizeStage(id: StageId, results: ChildResult[], errors: stri
   const facts: Record<string, string | number | boolean> = {};
   for (const r of results) Object.assign(facts, r.facts);
   const warnings = [...new Set(results.flatMap((r) => r.warnings))];
+  const missingBaselines: MissingBaseline[] = [];
+  for (const m of results.flatMap((r) => r.missingBaselines ?? [])) {
+    if (!missingBaselines.some((x) => x.name === m.name)) missingBaselines.push(m);
+  }
   return {
     id,
     title: info.title,
@@ -113,6 +119,7 @@ export function summarizeStage(id: StageId, results: ChildResult[], errors: stri
     runs: results.length,
     variants,
     comparisons,
+    missingBaselines,
     facts,
     warnings,
     errors,
@@ -170,7 +177,7 @@ export function renderMainTable(stages: StageSummary[]): string {
     const ours = s.variants.find((v) => v.role === 'ours');
     if (!ours) continue;
     const baselines = s.variants.filter((v) => v.role === 'baseline');
-    if (baselines.length === 0) {
+    if (baselines.length === 0 && s.missingBaselines.length === 0) {
       rows.push([s.title, '—', us(ours.medianNs), `[${range(...ours.medianRangeNs, us)}]`, us(ours.p99Ns), '', '', '', '', '', '—', 'info']);
     }
     baselines.forEach((b, i) => {
@@ -189,6 +196,19 @@ export function renderMainTable(stages: StageSummary[]): string {
         `[${range(...c.speedupRange, ratio)}]`,
         t ? t.text : 'info',
         t ? (t.met ? 'yes' : 'NO') : '—',
+      ]);
+    });
+    s.missingBaselines.forEach((m, i) => {
+      const t = stageInfo(s.id).targets.find((x) => x.baseline === m.name);
+      rows.push([
+        baselines.length === 0 && i === 0 ? s.title : '',
+        m.name,
+        us(ours.medianNs),
+        `[${range(...ours.medianRangeNs, us)}]`,
+        us(ours.p99Ns),
+        '', '', '', '', '',
+        t ? t.text : 'info',
+        notInstalledText(m),
       ]);
     });
   }
@@ -225,6 +245,11 @@ export function renderFacts(stages: StageSummary[]): string {
   return lines.join('\n');
 }
 
+/** "baseline not installed: `npm i @discordjs/opus` to compare" */
+export function notInstalledText(m: MissingBaseline): string {
+  return `baseline not installed: \`${m.install}\` to compare`;
+}
+
 export interface TargetVerdict {
   stage: StageId;
   title: string;
@@ -233,7 +258,11 @@ export interface TargetVerdict {
   minSpeedup: number;
   speedup: number;
   speedupRange: [number, number];
+  /** False when the baseline's package is not installed: such a target is neither met nor missed. */
+  measured: boolean;
   met: boolean;
+  /** Set when not measured: the command that installs the baseline. */
+  install?: string;
 }
 
 export function verdicts(stages: StageSummary[]): TargetVerdict[] {
@@ -242,6 +271,7 @@ export function verdicts(stages: StageSummary[]): TargetVerdict[] {
     const info = stageInfo(s.id);
     for (const t of info.targets) {
       const c = s.comparisons.find((x) => x.baseline === t.baseline);
+      const missing = s.missingBaselines.find((m) => m.name === t.baseline);
       out.push({
         stage: s.id,
         title: s.title,
@@ -250,7 +280,9 @@ export function verdicts(stages: StageSummary[]): TargetVerdict[] {
         minSpeedup: t.minSpeedup,
         speedup: c?.speedup ?? Number.NaN,
         speedupRange: c?.speedupRange ?? [Number.NaN, Number.NaN],
+        measured: !missing,
         met: c?.target?.met ?? false,
+        ...(missing ? { install: missing.install } : {}),
       });
     }
   }
@@ -259,10 +291,9 @@ export function verdicts(stages: StageSummary[]): TargetVerdict[] {
 
 export function renderVerdicts(vs: TargetVerdict[], stages: StageSummary[]): string {
   const lines: string[] = [];
-  const met = vs.filter((v) => v.met).length;
-  lines.push(`targets met: ${met}/${vs.length}`);
+  lines.push(`targets met: ${verdictLine(vs)}`);
   for (const v of vs) {
-    if (v.met) continue;
+    if (v.met || !v.measured) continue;
     const s = stages.find((x) => x.id === v.stage);
     const ours = s?.variants.find((x) => x.role === 'ours');
     const base = s?.variants.find((x) => x.name === v.baseline);
@@ -278,4 +309,14 @@ export function renderVerdicts(vs: TargetVerdict[], stages: StageSummary[]): str
     );
   }
   return lines.join('\n');
+}
+
+/** "4/6", or with baselines not installed "4/4 measured; 2 baselines not installed (`npm i …` to compare)". */
+export function verdictLine(vs: TargetVerdict[]): string {
+  const measured = vs.filter((v) => v.measured);
+  const met = measured.filter((v) => v.met).length;
+  const unmeasured = vs.length - measured.length;
+  if (unmeasured === 0) return `${met}/${vs.length}`;
+  const installs = [...new Set(vs.filter((v) => !v.measured).map((v) => `\`${v.install}\``))].join(', ');
+  return `${met}/${measured.length} measured; ${unmeasured} baseline${unmeasured === 1 ? '' : 's'} not installed (${installs} to compare)`;
 }

@@ -11,18 +11,34 @@ import { AesCtr, f32ToS16, OpusDecoder, OpusEncoder, packet, Resampler, supporte
 import { native } from '../../src/native/addon.js';
 import type { Variant } from './harness.js';
 import { frames, speech, toFloat32 } from './fixtures.js';
-import type { StageId } from './protocol.js';
+import type { MissingBaseline, StageId } from './protocol.js';
 import { V } from './stages.js';
 
 export interface StageSetup {
   variants: Variant[];
+  /** Baselines whose package is not installed (the stage still measures ours and says so). */
+  missingBaselines: MissingBaseline[];
   facts: Record<string, string | number | boolean>;
   warnings: string[];
 }
 
 const require = createRequire(import.meta.url);
 
-function loadDiscordOpus(): typeof import('@discordjs/opus') {
+/** The 1.3.1 baseline, a devDependency: an installed package (production dependencies only) has
+ *  no @discordjs/opus, and the Opus stages then measure ours alone and say how to compare. */
+export const DISCORD_MISSING: MissingBaseline = {
+  name: V.discord,
+  package: '@discordjs/opus',
+  install: 'npm i @discordjs/opus',
+};
+
+function loadDiscordOpus(): typeof import('@discordjs/opus') | undefined {
+  try {
+    require.resolve('@discordjs/opus');
+  } catch {
+    return undefined;
+  }
+  // Installed but not loadable (e.g. its own binary missing) is a real failure: let it throw.
   return require('@discordjs/opus') as typeof import('@discordjs/opus');
 }
 
@@ -98,6 +114,7 @@ function convertStage(): StageSetup {
   return {
     variants,
     facts: { input: sp.source, frames: inputs.length, 'max |ours - JS| (LSB)': maxDiff, 'SIMD levels': [...supported].join(',') },
+    missingBaselines: [],
     warnings: speechWarnings(sp),
   };
 }
@@ -160,6 +177,7 @@ async function resampleStage(inputRate: 16000 | 48000, outputRate: 48000 | 24000
       'ours delay (out samples)': ours.delay,
       'expected out samples/frame': (inSamples * outputRate) / inputRate,
     },
+    missingBaselines: [],
     warnings: speechWarnings(sp),
   };
 }
@@ -193,13 +211,11 @@ export const DOWNLINK_OPUS = {
 } as const;
 
 function opusEncodeStage(): StageSetup {
-  const { OpusEncoder: Discord } = loadDiscordOpus();
+  const discord = loadDiscordOpus();
   const sp = speech(24000);
   const inputs = frames(sp.samples, 1440);
   const buffers = inputs.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
   const ours = new OpusEncoder({ ...DOWNLINK_OPUS });
-  const theirs: DiscordOpusEncoder = new Discord(24000, 1);
-  theirs.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
   const bytes = { ours: 0, oursN: 0, theirs: 0, theirsN: 0 };
   const nextO = cycle(inputs), nextT = cycle(buffers);
   const mean = (b: number, n: number): number => (n === 0 ? 0 : Math.round((b / n) * 10) / 10);
@@ -215,18 +231,29 @@ function opusEncodeStage(): StageSetup {
       },
       notes: () => ({ 'mean packet bytes': mean(bytes.ours, bytes.oursN) }),
     },
-    {
-      name: V.discord,
-      role: 'baseline',
-      frame: () => {
-        const p = theirs.encode(nextT());
-        bytes.theirs += p.length;
-        bytes.theirsN++;
-        return p;
-      },
-      notes: () => ({ 'mean packet bytes': mean(bytes.theirs, bytes.theirsN) }),
-    },
   ];
+  const facts: Record<string, string | number | boolean> = {
+    input: sp.source,
+    frames: inputs.length,
+  };
+  if (!discord) {
+    facts.settings = 'application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)';
+    return { variants, missingBaselines: [DISCORD_MISSING], facts, warnings: speechWarnings(sp) };
+  }
+  const { OpusEncoder: Discord } = discord;
+  const theirs: DiscordOpusEncoder = new Discord(24000, 1);
+  theirs.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
+  variants.push({
+    name: V.discord,
+    role: 'baseline',
+    frame: () => {
+      const p = theirs.encode(nextT());
+      bytes.theirs += p.length;
+      bytes.theirsN++;
+      return p;
+    },
+    notes: () => ({ 'mean packet bytes': mean(bytes.theirs, bytes.theirsN) }),
+  });
   // Proof of identical settings: fresh encoders fed the same frames produce the same bitstream
   // (both are libopus 1.3.1 float builds; identical packets mean identical mode decisions).
   const a = new OpusEncoder({ ...DOWNLINK_OPUS });
@@ -243,17 +270,10 @@ function opusEncodeStage(): StageSetup {
     if (pa.equals(pb)) same++;
   }
   a.close();
-  return {
-    variants,
-    facts: {
-      input: sp.source,
-      frames: inputs.length,
-      settings: 'both: application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)',
-      'identical packets (fresh encoders)': `${same}/${check}`,
-      'bytes over those frames ours/baseline': `${sizeA}/${sizeB}`,
-    },
-    warnings: speechWarnings(sp),
-  };
+  facts.settings = 'both: application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)';
+  facts['identical packets (fresh encoders)'] = `${same}/${check}`;
+  facts['bytes over those frames ours/baseline'] = `${sizeA}/${sizeB}`;
+  return { variants, missingBaselines: [], facts, warnings: speechWarnings(sp) };
 }
 
 /** Uplink-like packets: what an ESP32 sends (16 kHz mono 60 ms, VOIP, auto bitrate ≈ 17 kbit/s). */
@@ -266,10 +286,9 @@ function uplinkPackets(): { packets: Buffer[]; source: string; synthetic: boolea
 }
 
 function opusDecodeStage(): StageSetup {
-  const { OpusEncoder: Discord } = loadDiscordOpus();
+  const discord = loadDiscordOpus();
   const up = uplinkPackets();
   const ours = new OpusDecoder({ sampleRate: 16000, channels: 1 });
-  const theirs: DiscordOpusEncoder = new Discord(16000, 1);
   const samples = { ours: 0, oursN: 0, theirs: 0, theirsN: 0 };
   const nextO = cycle(up.packets), nextT = cycle(up.packets);
   const variants: Variant[] = [
@@ -284,19 +303,27 @@ function opusDecodeStage(): StageSetup {
       },
       notes: () => ({ 'samples/frame': samples.oursN ? samples.ours / samples.oursN : 0 }),
     },
-    {
-      name: V.discord,
-      role: 'baseline',
-      frame: () => {
-        const pcm = theirs.decode(nextT());
-        samples.theirs += pcm.length >> 1;
-        samples.theirsN++;
-        return pcm;
-      },
-      notes: () => ({ 'samples/frame': samples.theirsN ? samples.theirs / samples.theirsN : 0 }),
-    },
   ];
   const total = up.packets.reduce((n, p) => n + p.length, 0);
+  const facts: Record<string, string | number | boolean> = {
+    input: `${up.packets.length} packets encoded from ${up.source} (voip, 16 kHz mono 60 ms, auto bitrate, complexity 3)`,
+    'mean packet bytes': Math.round((total / up.packets.length) * 10) / 10,
+  };
+  const warnings = up.synthetic ? [`input is a ${up.source}`] : [];
+  if (!discord) return { variants, missingBaselines: [DISCORD_MISSING], facts, warnings };
+  const { OpusEncoder: Discord } = discord;
+  const theirs: DiscordOpusEncoder = new Discord(16000, 1);
+  variants.push({
+    name: V.discord,
+    role: 'baseline',
+    frame: () => {
+      const pcm = theirs.decode(nextT());
+      samples.theirs += pcm.length >> 1;
+      samples.theirsN++;
+      return pcm;
+    },
+    notes: () => ({ 'samples/frame': samples.theirsN ? samples.theirs / samples.theirsN : 0 }),
+  });
   // Identical output check on fresh decoders.
   const a = new OpusDecoder({ sampleRate: 16000, channels: 1 });
   const b: DiscordOpusEncoder = new Discord(16000, 1);
@@ -308,15 +335,8 @@ function opusDecodeStage(): StageSetup {
     if (Buffer.from(pa.buffer, pa.byteOffset, pa.byteLength).equals(pb)) same++;
   }
   a.close();
-  return {
-    variants,
-    facts: {
-      input: `${up.packets.length} packets encoded from ${up.source} (voip, 16 kHz mono 60 ms, auto bitrate, complexity 3)`,
-      'mean packet bytes': Math.round((total / up.packets.length) * 10) / 10,
-      'identical PCM (fresh decoders)': `${same}/${check}`,
-    },
-    warnings: up.synthetic ? [`input is a ${up.source}`] : [],
-  };
+  facts['identical PCM (fresh decoders)'] = `${same}/${check}`;
+  return { variants, missingBaselines: [], facts, warnings };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,6 +409,7 @@ function aesStage(): StageSetup {
   return {
     variants,
     facts: { payload: `${AES_PAYLOAD} bytes`, 'identical to node:crypto': ref.equals(mine) },
+    missingBaselines: [],
     warnings: [],
   };
 }
@@ -459,5 +480,5 @@ function packetStage(): StageSetup {
   );
   const a = packet.encode({ flags: 1, ssrc: 7, timestamp: 9, sequence: 11 }, datagrams[0]!.subarray(16));
   const b = jsEncode({ flags: 1, ssrc: 7, timestamp: 9, sequence: 11 }, datagrams[0]!.subarray(16));
-  return { variants, facts: { datagram: `${16 + AES_PAYLOAD} bytes`, 'identical to JS': a.equals(b) }, warnings: [] };
+  return { variants, missingBaselines: [], facts: { datagram: `${16 + AES_PAYLOAD} bytes`, 'identical to JS': a.equals(b) }, warnings: [] };
 }

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, arch, release, tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildFailure, ChildRequest, ChildResult, LoadRequest, LoadResult, QualityResult, Settings, TightResult } from './protocol.js';
@@ -188,6 +189,15 @@ export async function runPipelineBench(argv: string[]): Promise<number> {
     return 0;
   }
   const o = opts;
+  // Design (a) is the predecessor, built on @discordjs/opus (a devDependency): every comparison and
+  // target here is relative to it, so without it say so once instead of failing every (a) run.
+  try {
+    createRequire(import.meta.url).resolve('@discordjs/opus');
+  } catch {
+    process.stderr.write('xiaozhi-gateway bench pipeline: baseline not installed: the predecessor design (a) needs @discordjs/opus; ' +
+      '`npm i @discordjs/opus` to compare (`xiaozhi-gateway bench` runs without it)\n');
+    return 1;
+  }
   childNice = o.nice;
   const started = performance.now();
   const dir = mkdtempSync(join(tmpdir(), 'xiaozhi-bench-pipeline-'));

@@ -4,10 +4,10 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { codedError } from './errors.js';
+import { codedError, type CodedError } from './errors.js';
 
 /** The raw surface of xiaozhi_native.node. Only the typed wrappers in src/native use it. */
 export interface NativeAddon {
@@ -96,21 +96,63 @@ function findPackageRoot(start: string): string {
   }
 }
 
-function load(): NativeAddon {
+/**
+ * Where node-gyp-build looks for the binary: the package root, unless XIAOZHI_GATEWAY_PREBUILD (a
+ * node-gyp-build convention: <PACKAGE_NAME>_PREBUILD) points it at another directory.
+ */
+export function addonSearchDir(): string {
+  return process.env.XIAOZHI_GATEWAY_PREBUILD || packageRoot;
+}
+
+/** This runtime as node-gyp-build matches binaries, for error messages. */
+export function runtimeDescription(): string {
+  const libc = platform() === 'linux' ? (existsSync('/etc/alpine-release') ? ' musl' : ' glibc') : '';
+  return `${platform()}-${arch()}${libc}, Node.js ${process.version} (ABI ${process.versions.modules}, Node-API ${process.versions.napi})`;
+}
+
+/** The message and code when no binary fits this runtime: what happened and the command that fixes it. */
+export function addonNotBuiltError(root: string, searchDir: string, cause?: unknown): CodedError {
+  const overridden = searchDir === root ? '' : ' (XIAOZHI_GATEWAY_PREBUILD)';
+  return codedError(
+    'ERR_ADDON_NOT_BUILT',
+    `xiaozhi-gateway: the native addon is not built for ${runtimeDescription()}.\n` +
+      `  Neither a prebuilt binary for this platform (${join(searchDir, 'prebuilds')}) nor a source build ` +
+      `(${join(searchDir, 'build', 'Release')}) exists${overridden}: the package ships no binary for this platform, ` +
+      'or its install script did not run (npm install --ignore-scripts, ignore-scripts in .npmrc, npm 11 install scripts not approved).\n' +
+      '  Build it from source (needs cmake >= 3.15, a C++17 compiler, the Node.js headers that come with official\n' +
+      '  Node.js installs, and the npm registry for the pinned libopus source):\n' +
+      `    node ${join(root, 'scripts', 'build-native.mjs')}\n` +
+      '  or, in the project that depends on it (unless ignore-scripts is set): npm rebuild xiaozhi-gateway',
+    cause,
+  );
+}
+
+/** Loads the addon from `searchDir` (prebuilds/ or build/Release) with node-gyp-build. */
+export function loadAddonFrom(root: string, searchDir = root): NativeAddon {
   const require = createRequire(import.meta.url);
-  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-  let addon: NativeAddon;
+  const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; path(dir: string): string };
+  let file: string;
   try {
-    addon = nodeGypBuild(packageRoot) as NativeAddon;
+    file = nodeGypBuild.path(searchDir);
+  } catch (err) {
+    // node-gyp-build found nothing that matches this platform, arch, libc and ABI.
+    throw addonNotBuiltError(root, searchDir, err);
+  }
+  try {
+    return require(file) as NativeAddon;
   } catch (err) {
     throw codedError(
       'ERR_NATIVE_LOAD',
-      `xiaozhi-gateway: no usable native addon for ${platform()}-${arch()} (Node-API 8) in ${packageRoot}: ` +
-        `${(err as Error).message}\n  Fix: reinstall so the prebuilt binary is used, or build from source with ` +
-        '`npm run build:native` (needs cmake, a C++17 compiler and the Node.js headers).',
+      `xiaozhi-gateway: the native addon ${file} does not load on ${runtimeDescription()}: ` +
+        `${(err as Error).message}\n  Fix: rebuild it from source with \`node ${join(root, 'scripts', 'build-native.mjs')} --rebuild\` ` +
+        '(needs cmake >= 3.15, a C++17 compiler and the Node.js headers).',
       err,
     );
   }
+}
+
+function load(): NativeAddon {
+  const addon = loadAddonFrom(packageRoot, addonSearchDir());
   const reason = addon.opensslUnavailableReason();
   if (reason) throw codedError('ERR_OPENSSL_UNAVAILABLE', `xiaozhi-gateway: ${reason}`);
   selfTest(addon);
