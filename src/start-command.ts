@@ -42,6 +42,15 @@ export async function runStartCli(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // An exception that escapes to the event loop is a bug (every network entry point contains its
+  // own failures): say so in one fatal log line with the stack, then exit non-zero so the
+  // supervisor restarts a process whose state can no longer be trusted.
+  const fatal = (kind: string) => (err: unknown) => {
+    gateway.logger.fatal({ err, kind }, `${kind}: exiting (this is a bug; please report it with this log line)`);
+    process.exit(70);
+  };
+  process.on('uncaughtException', fatal('uncaughtException'));
+  process.on('unhandledRejection', fatal('unhandledRejection'));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
