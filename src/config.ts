@@ -42,6 +42,18 @@ export const configSchema = z
     hellosPerMinute: z.number().int().min(1).max(10000).default(20),
     /** OTA requests per source IP per minute (IPv6: per /64); a device asks once per boot. */
     otaRequestsPerIpPerMinute: z.number().int().min(1).max(1000000).default(300),
+    /**
+     * Admission control: refuse new sessions ("gateway busy") while the machine's CPU or this
+     * process's event-loop delay is past its threshold. 'auto': on for the LiveKit agent (where a
+     * session costs a real share of a core), off for the echo agent.
+     */
+    admission: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** Machine CPU utilisation (0..1) from which new sessions are refused (with admission on). */
+    admissionMaxCpu: z.number().min(0.1).max(1).default(0.85),
+    /** Event-loop delay p99 (ms) from which new sessions are refused (with admission on). */
+    admissionMaxEventLoopLagMs: z.number().min(1).max(10000).default(40),
+    /** Audio sessions at once in this process; beyond it new hellos get "gateway busy". 0 = no cap. */
+    maxSessions: z.number().int().min(0).default(0),
     /** Log lines per device connection per minute about its rejected input; then one summary line. */
     logLinesPerMinute: z.number().int().min(1).max(100000).default(20),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -93,6 +105,10 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'otaRequestsPerIpPerMinute', flag: '--ota-per-ip-per-minute', env: 'XIAOZHI_OTA_PER_IP_PER_MINUTE', kind: 'number' },
   { key: 'publishesPerSecond', flag: '--publishes-per-second', env: 'XIAOZHI_PUBLISHES_PER_SECOND', kind: 'number' },
   { key: 'hellosPerMinute', flag: '--hellos-per-minute', env: 'XIAOZHI_HELLOS_PER_MINUTE', kind: 'number' },
+  { key: 'admission', flag: '--admission', env: 'XIAOZHI_ADMISSION', kind: 'string' },
+  { key: 'admissionMaxCpu', flag: '--admission-max-cpu', env: 'XIAOZHI_ADMISSION_MAX_CPU', kind: 'number' },
+  { key: 'admissionMaxEventLoopLagMs', flag: '--admission-max-lag-ms', env: 'XIAOZHI_ADMISSION_MAX_LAG_MS', kind: 'number' },
+  { key: 'maxSessions', flag: '--max-sessions', env: 'XIAOZHI_MAX_SESSIONS', kind: 'number' },
   { key: 'livekitUrl', flag: '--livekit-url', env: 'LIVEKIT_URL', kind: 'string' },
   { key: 'livekitApiKey', flag: '--livekit-api-key', env: 'LIVEKIT_API_KEY', kind: 'string' },
   { key: 'livekitApiSecret', flag: '--livekit-api-secret', env: 'LIVEKIT_API_SECRET', kind: 'string' },

@@ -10,6 +10,7 @@ import { EchoAgentBackend } from './agent/echo-agent.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
 import { DownlinkPacer } from './device/downlink-pacer.js';
+import { AdmissionControl } from './device/admission.js';
 import { createOtaHandler, FirmwareVersions } from './device/ota.js';
 import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps } from './device/session.js';
 import { UdpAudioServer } from './device/udp-server.js';
@@ -51,11 +52,13 @@ export class Gateway {
   #state: 'running' | 'stopping' | 'stopped' = 'running';
   #now: () => number;
   #firmware: FirmwareVersions;
+  readonly #admission: AdmissionControl;
 
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
     http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
     counters: Map<string, number>;
+    admission: AdmissionControl;
   }) {
     this.config = init.config;
     this.logger = init.logger;
@@ -69,6 +72,7 @@ export class Gateway {
     this.#now = init.now;
     this.#firmware = init.firmware;
     this.#counters = init.counters;
+    this.#admission = init.admission;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -116,6 +120,13 @@ export class Gateway {
       opened.push(() => pacer.close());
       const agents = options.agents ?? (await createAgentBackend(config, logger));
       opened.push(() => agents.close());
+      const admissionOn = config.admission === 'on' || (config.admission === 'auto' && agents.name === 'livekit');
+      const admission = new AdmissionControl({
+        maxCpu: admissionOn ? config.admissionMaxCpu : 1,
+        maxEventLoopLagMs: admissionOn ? config.admissionMaxEventLoopLagMs : 0,
+        maxSessions: config.maxSessions,
+      });
+      opened.push(() => admission.close());
       const tls = config.mqttTls
         ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }
         : undefined;
@@ -142,6 +153,7 @@ export class Gateway {
         sessionsByState: () => gateway?.sessionsByState() ?? {},
         mqttConnections: () => gateway?.stats.connections ?? 0,
         udpBindings: () => udp.sessions,
+        admission: () => admission.state,
       });
       const brokerPorts = await broker.start();
       const udpPort = await udp.listen(config.udpPort, config.udpHost);
@@ -180,7 +192,7 @@ export class Gateway {
         });
       });
       const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters });
+      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, admission });
       gateway.#wire();
       logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
       return gateway;
@@ -220,6 +232,7 @@ export class Gateway {
       logger: this.logger,
       now: this.#now,
       firmwareVersion: (mac) => this.#firmware.get(mac),
+      admit: () => this.#admission.admit(this.#udp.sessions),
     };
   }
 
@@ -276,6 +289,9 @@ export class Gateway {
       mqtt_acl_denials: b.aclDenials.publishTopic + b.aclDenials.publishQos + b.aclDenials.subscribe + b.aclDenials.forward,
       mqtt_messages_in: b.messages.in,
       mqtt_messages_out: b.messages.out,
+      sessions_refused_cpu: this.#admission.refused.cpu,
+      sessions_refused_event_loop: this.#admission.refused.event_loop,
+      sessions_refused_sessions: this.#admission.refused.sessions,
     };
   }
 
@@ -323,6 +339,7 @@ export class Gateway {
       await Promise.allSettled([...this.#connections.values()].map((c) => c.close(reason)));
       this.#connections.clear();
       this.#pacer.close();
+      this.#admission.close();
       await Promise.allSettled([
         this.#broker.stop(),
         this.#udp.close(),
@@ -345,6 +362,7 @@ export class Gateway {
       // the pacer and the native pipeline are released anyway: nothing runs after stop().
       this.logger.error('shutdown did not finish in time: releasing everything now');
       this.#pacer.close();
+      this.#admission.close();
       await Promise.race([
         Promise.allSettled([this.#broker.stop(), this.#udp.close(), new Promise<void>((r) => { this.#http.close(() => r()); this.#http.closeAllConnections(); })]),
         new Promise((r) => setTimeout(r, 500).unref()),

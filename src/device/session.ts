@@ -24,6 +24,7 @@ import { normalizeIp } from '../net/address.js';
 import { LogBudget } from '../net/log-budget.js';
 import { TokenBucket } from '../net/rate-limit.js';
 import type { DownlinkPacer, PacedSession } from './downlink-pacer.js';
+import type { RefusalReason } from './admission.js';
 import { helloReply, MessageError, parseDeviceMessage, type Hello } from './messages.js';
 import type { UdpAudioServer, UdpPeer } from './udp-server.js';
 
@@ -82,6 +83,8 @@ export interface SessionDeps {
   now(): number;
   /** The device's firmware version as last seen at OTA (the hello does not carry it). */
   firmwareVersion?(mac: string): string | undefined;
+  /** Admission control: whether a new session may open now (counts its refusals). */
+  admit?(): { ok: true } | { ok: false; reason: RefusalReason };
 }
 
 export type SessionState = 'opening' | 'idle' | 'listening' | 'speaking' | 'closed';
@@ -469,6 +472,11 @@ export class DeviceConnection {
     // Every hello installs new keys: the old session's streams, UDP binding and pacer state are
     // released right here, before the new session exists (its agent closes in the background).
     if (this.session) void this.endSession(this.session, 'new hello', false);
+    const admitted = this.#deps.admit?.() ?? { ok: true };
+    if (!admitted.ok) {
+      this.#refuse(admitted.reason);
+      return;
+    }
     let session: AudioSession;
     try {
       session = new AudioSession(this, hello, this.#deps);
@@ -482,6 +490,26 @@ export class DeviceConnection {
     this.#deps.send(this.identity.clientId, session.helloReply());
     session.logger.info({ ssrc: session.ssrc, audio: hello.audio_params }, 'audio session opened');
     void this.#attach(session, hello);
+  }
+
+  /**
+   * "Gateway busy": the device gets a hello reply (it waits 10 s for one and shows "server
+   * timeout" otherwise), then an alert saying why and a goodbye for that session. Nothing is opened
+   * for it: no streams, no UDP registration, no agent.
+   */
+  #refuse(reason: RefusalReason): void {
+    const sessionId = randomUUID();
+    const nonce = Buffer.alloc(16);
+    nonce[0] = 0x01;
+    randomBytes(4).copy(nonce, 4);
+    const c = this.#deps.config;
+    this.#deps.send(this.identity.clientId, helloReply({
+      sessionId, udpHost: c.publicHost, udpPort: c.publicUdpPort, key: randomBytes(16), nonce,
+      sampleRate: c.downlinkSampleRate, frameDuration: c.downlinkFrameMs,
+    }));
+    this.#deps.send(this.identity.clientId, { type: 'alert', status: 'busy', message: 'gateway busy, please try again in a moment', emotion: 'sad', session_id: sessionId });
+    this.#deps.send(this.identity.clientId, { type: 'goodbye', session_id: sessionId });
+    this.log.warn({ reason }, 'hello refused: gateway busy (admission control)');
   }
 
   async #attach(session: AudioSession, hello: Hello): Promise<void> {

@@ -2,6 +2,7 @@
 // pipeline's counters and latency histograms (read from its shared memory block at scrape time),
 // sessions by state, and drops by reason across the pipeline and the network side.
 import client, { type Registry } from 'prom-client';
+import type { AdmissionState } from '../device/admission.js';
 import type { AudioPipeline } from '../native/pipeline.js';
 
 type MetricValue = { value: number; labels: Record<string, string | number> };
@@ -37,6 +38,8 @@ export interface MetricsSources {
   mqttConnections(): number;
   /** Live ssrc -> session registrations on the UDP socket. */
   udpBindings(): number;
+  /** Admission control's last readings and verdict. */
+  admission(): AdmissionState;
 }
 
 // Gateway counters that are drops, reported under xiaozhi_drops_total{reason}: input from the
@@ -79,6 +82,14 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   add(new ScrapeMetric('xiaozhi_sessions', 'Audio sessions by state.', 'gauge', () =>
     Object.entries(sources.sessionsByState()).map(([state, value]) => ({ value, labels: { state } }))));
   add(new ScrapeMetric('xiaozhi_mqtt_connections', 'Device MQTT connections.', 'gauge', () => [{ value: sources.mqttConnections(), labels: {} }]));
+  add(new ScrapeMetric('xiaozhi_admission', 'Admission control: machine CPU (0..1) and event-loop delay p99 (ms) of the last window, and busy (1: new sessions refused).', 'gauge', () => {
+    const a = sources.admission();
+    return [
+      { value: a.cpu, labels: { reading: 'cpu' } },
+      { value: a.eventLoopLagMs, labels: { reading: 'event_loop_lag_ms' } },
+      { value: a.busy ? 1 : 0, labels: { reading: 'busy' } },
+    ];
+  }));
   add(new ScrapeMetric('xiaozhi_udp_bindings', 'Sessions registered on the UDP socket (by ssrc).', 'gauge', () => [{ value: sources.udpBindings(), labels: {} }]));
   // The native log2-ns histograms become Prometheus histograms with power-of-two second buckets.
   add(new ScrapeMetric('xiaozhi_pipeline_duration_seconds', 'Native pipeline stage times, queue waits and frame latencies.', 'histogram', () => {
