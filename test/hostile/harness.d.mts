@@ -121,3 +121,6 @@ export function footprint(s: ChildState): Footprint;
 export const MUST_STAY_ZERO: string[];
 export function waitClean(gw: GatewayChild, base: Footprint, o?: { timeoutMs?: number; timerSlack?: number }): Promise<{ clean: boolean; state: ChildState; bad?: string[] }>;
 export function counterValue(state: ChildState, name: string): number;
+
+export interface JsRng { u32(): number; float(): number; int(min: number, max: number): number; pick<T>(arr: readonly T[]): T; bytes(n: number): Buffer }
+export function rng(seed: number): JsRng;

@@ -702,3 +702,41 @@ export async function waitClean(gw, base, { timeoutMs = 2500, timerSlack = 4 } =
 export function counterValue(state, name) {
   return state.counters[name] ?? state.native[name] ?? 0;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seeded PRNG for plain-JS callers: the same sfc32-through-splitmix32 generator as
+// test/helpers/prng.ts (same seed, same sequence), so a fuzz failure reproduces from its seed.
+
+export function rng(seed) {
+  let s = seed >>> 0;
+  const init = () => {
+    s = (s + 0x9e3779b9) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  let a = init(), b = init(), c = init(), d = init();
+  const u32 = () => {
+    const t = (((a + b) >>> 0) + d) >>> 0;
+    d = (d + 1) >>> 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) >>> 0;
+    c = ((c << 21) | (c >>> 11)) >>> 0;
+    c = (c + t) >>> 0;
+    return t;
+  };
+  for (let i = 0; i < 12; i++) u32();
+  const float = () => u32() / 4294967296;
+  return {
+    u32,
+    float,
+    int: (min, max) => min + Math.floor(float() * (max - min + 1)),
+    pick: (arr) => arr[Math.floor(float() * arr.length)],
+    bytes(n) {
+      const out = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) out[i] = u32() & 0xff;
+      return out;
+    },
+  };
+}
