@@ -94,7 +94,7 @@ const headerFields: HostileCase[] = [
   fromDevice('reordered: sequence 6 then 5', (d) => { const a = d.datagram(frames[4]!, 5); const b = d.datagram(frames[5]!, 6); d.seq = 6; return [b, a]; }, [{ anyOf: ['drop_replay', 'uplink_frames_out'] }]),
   fromDevice('replay of the whole bound utterance (frames 1-3)', (d) => [1, 2, 3].map((s) => d.datagram(frames[s - 1]!, s)), [{ counter: 'drop_replay', exact: 3 }]),
   fromDevice('header of a genuine datagram with the payload of another', (d) => { const a = d.datagram(frames[4]!); const b = d.datagram(frames[20]!); return Buffer.concat([a.subarray(0, 16), b.subarray(16, 16 + a.length - 16)]); }, [{ anyOf: ['drop_decrypt_decode_failure', 'uplink_frames_out'] }]),
-  fromDevice('genuine datagram with every payload bit flipped', (d) => { const b = d.datagram(frames[4]!); for (let i = 16; i < b.length; i++) b[i] ^= 0xff; return b; }, [{ counter: 'drop_decrypt_decode_failure', exact: 1 }]),
+  fromDevice('genuine datagram with every payload bit flipped', (d) => { const b = d.datagram(frames[4]!); for (let i = 16; i < b.length; i++) b[i] = b[i]! ^ 0xff; return b; }, [{ counter: 'drop_decrypt_decode_failure', exact: 1 }]),
   fromDevice('genuine datagram encrypted with a wrong key', (d) => { const h = d.header(frames[4]!.length, ++d.seq); return Buffer.concat([h, encrypt('00'.repeat(16), h, frames[4]!)]); }, [{ counter: 'drop_decrypt_decode_failure', exact: 1 }]),
   fromDevice('unencrypted Opus (plaintext payload)', (d) => Buffer.concat([d.header(frames[4]!.length, ++d.seq), frames[4]!]), [{ counter: 'drop_decrypt_decode_failure', exact: 1 }]),
 ];
