@@ -11,7 +11,7 @@ export interface PacedSession {
   sendTtsStart(): void;
   sendTtsStop(): void;
   /** Counted drops (e.g. the pacer's backlog bound). */
-  countDrop(reason: 'pacer_backlog'): void;
+  countDrop(reason: 'pacer_backlog' | 'pacer_send_failed'): void;
 }
 
 export interface PacerOptions {
@@ -82,7 +82,9 @@ export class DownlinkPacer {
     s.queue.push(Buffer.from(datagram));
     s.turnEnded = false;
     s.stopAt = null;
-    this.tick();
+    // Only this session can have something new to send: the others wait for the timer (a tick of
+    // every session per enqueued datagram made the pacer O(sessions²) per second).
+    this.#tickOne(s, this.#timers.now());
   }
 
   /** The agent's turn is complete: `tts stop` follows once everything queued has played. */
@@ -90,7 +92,7 @@ export class DownlinkPacer {
     const s = this.#states.get(session);
     if (!s) return;
     s.turnEnded = true;
-    this.tick();
+    this.#tickOne(s, this.#timers.now());
   }
 
   /** Barge-in: nothing queued is sent any more; `tts stop` right away if a turn was playing. */
@@ -128,37 +130,48 @@ export class DownlinkPacer {
   tick(): void {
     const now = this.#timers.now();
     for (const s of this.#states.values()) {
-      const pending = s.queue.length - s.head;
-      if (pending > 0 && s.session.udpBound) {
-        if (!s.speaking) {
-          s.session.sendTtsStart();
-          s.speaking = true;
-          s.audioFrom = now + this.#headStart;
-          s.playhead = s.audioFrom;
+      try {
+        this.#tickOne(s, now);
+      } catch {
+        // A session whose send fails (its socket gone mid-shutdown) must not stop every other
+        // session's audio, nor escape from the timer: it loses its pacing state, counted.
+        this.#remove(s.session);
+        s.session.countDrop('pacer_send_failed');
+      }
+    }
+  }
+
+  #tickOne(s: State, now: number): void {
+    const pending = s.queue.length - s.head;
+    if (pending > 0 && s.session.udpBound) {
+      if (!s.speaking) {
+        s.session.sendTtsStart();
+        s.speaking = true;
+        s.audioFrom = now + this.#headStart;
+        s.playhead = s.audioFrom;
+      }
+      if (now >= s.audioFrom) {
+        if (s.playhead < now) s.playhead = now;  // underrun: the device ran dry, restart the clock
+        while (s.head < s.queue.length && s.playhead - now <= this.#lead * this.#frameMs) {
+          s.session.sendDatagram(s.queue[s.head]!);
+          s.queue[s.head++] = undefined as unknown as Buffer;
+          s.playhead += this.#frameMs;
         }
-        if (now >= s.audioFrom) {
-          if (s.playhead < now) s.playhead = now;  // underrun: the device ran dry, restart the clock
-          while (s.head < s.queue.length && s.playhead - now <= this.#lead * this.#frameMs) {
-            s.session.sendDatagram(s.queue[s.head]!);
-            s.queue[s.head++] = undefined as unknown as Buffer;
-            s.playhead += this.#frameMs;
-          }
-          if (s.head > 256 && s.head * 2 > s.queue.length) {
-            s.queue = s.queue.slice(s.head);
-            s.head = 0;
-          }
+        if (s.head > 256 && s.head * 2 > s.queue.length) {
+          s.queue = s.queue.slice(s.head);
+          s.head = 0;
         }
       }
-      if (s.turnEnded && s.head === s.queue.length) {
-        if (!s.speaking) {
-          this.#remove(s.session);  // a turn that produced no audio: nothing to stop
-          continue;
-        }
-        if (s.stopAt === null) s.stopAt = Math.max(s.playhead, now) + this.#grace;
-        if (now >= s.stopAt) {
-          s.session.sendTtsStop();
-          this.#remove(s.session);
-        }
+    }
+    if (s.turnEnded && s.head === s.queue.length) {
+      if (!s.speaking) {
+        this.#remove(s.session);  // a turn that produced no audio: nothing to stop
+        return;
+      }
+      if (s.stopAt === null) s.stopAt = Math.max(s.playhead, now) + this.#grace;
+      if (now >= s.stopAt) {
+        s.session.sendTtsStop();
+        this.#remove(s.session);
       }
     }
   }

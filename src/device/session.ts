@@ -64,6 +64,7 @@ export type GatewayCounter =
   | 'udp_rebound'
   | 'udp_timeout'
   | 'pacer_backlog'
+  | 'pacer_send_failed'
   | 'agent_audio_wrong_rate'
   | 'agent_errors'
   | 'agent_event_errors'
@@ -362,7 +363,7 @@ export class AudioSession implements PacedSession {
     this.send({ type: 'tts', state: 'stop' });
   }
 
-  countDrop(reason: 'pacer_backlog'): void {
+  countDrop(reason: 'pacer_backlog' | 'pacer_send_failed'): void {
     this.#deps.count(reason);
   }
 

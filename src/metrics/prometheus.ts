@@ -48,8 +48,8 @@ const GATEWAY_DROPS = [
   'udp_short', 'udp_oversize', 'udp_malformed', 'udp_unknown_ssrc', 'udp_rate_limited', 'udp_address_rejected', 'udp_handler_errors',
   'mqtt_publish_rate_limited', 'mqtt_refused_max_connections', 'mqtt_refused_connect_rate', 'mqtt_refused_per_ip_connections',
   'mqtt_refused_connect_timeout', 'mqtt_refused_protocol', 'mqtt_refused_oversized', 'mqtt_refused_tls_handshake', 'mqtt_auth_failures',
-  'mqtt_acl_denials', 'message_invalid', 'hello_rejected', 'hello_rate_limited', 'ota_rate_limited', 'ota_rejected', 'ota_errors',
-  'pacer_backlog', 'agent_audio_wrong_rate', 'agent_audio_invalid', 'agent_event_errors', 'pipeline_callback_errors',
+  'mqtt_acl_denials', 'message_invalid', 'hello_rejected', 'hello_rate_limited', 'ota_rate_limited', 'ota_rejected', 'ota_client_gone', 'ota_errors',
+  'pacer_backlog', 'pacer_send_failed', 'agent_audio_wrong_rate', 'agent_audio_invalid', 'agent_event_errors', 'pipeline_callback_errors',
 ];
 
 export function createMetricsRegistry(sources: MetricsSources): Registry {
