@@ -79,9 +79,9 @@ export class Gateway {
 
   /** Starts a gateway from a config object (validated like the CLI's) and resolves when it listens. */
   static async start(input: GatewayConfigInput | GatewayConfig = {}, options: GatewayStartOptions = {}): Promise<Gateway> {
-    const config = 'publicHost' in input && typeof input.publicHost === 'string' && 'mqttHost' in input
-      ? (input as GatewayConfig)
-      : loadConfig({ flags: {}, env: {}, overrides: input });
+    // Always validated, also when it is already a loaded config (validation is idempotent): guessing
+    // from its keys once let a partial object skip the defaults.
+    const config = loadConfig({ flags: {}, env: {}, overrides: input as GatewayConfigInput });
     const logger = options.logger ?? pino({
       level: config.logLevel,
       base: { service: 'xiaozhi-gateway' },
@@ -242,8 +242,8 @@ export class Gateway {
       if (this.#state !== 'running') return;
       const old = this.#connections.get(identity.clientId);
       if (old) {
-        // Takeover: a second connection with this client id replaces the first completely.
-        this.#count('connection_takeover');
+        // Takeover: a second connection with this client id replaces the first completely (the
+        // broker counts it, as connection_takeover, since it usually closes the old one first).
         void old.close('taken over by a new connection');
       }
       this.#connections.set(identity.clientId, new DeviceConnection(identity, deps));
@@ -289,6 +289,7 @@ export class Gateway {
       mqtt_acl_denials: b.aclDenials.publishTopic + b.aclDenials.publishQos + b.aclDenials.subscribe + b.aclDenials.forward,
       mqtt_messages_in: b.messages.in,
       mqtt_messages_out: b.messages.out,
+      connection_takeover: b.takeovers,
       sessions_refused_cpu: this.#admission.refused.cpu,
       sessions_refused_event_loop: this.#admission.refused.event_loop,
       sessions_refused_sessions: this.#admission.refused.sessions,

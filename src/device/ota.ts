@@ -91,11 +91,11 @@ export interface OtaHandlerOptions {
   requestsPerIpPerMinute?: number;
   /** Monotonic milliseconds for the rate limit. Default performance.now. */
   now?: () => number;
-  /** Counts refused and failed requests: `ota_rate_limited`, `ota_rejected` (4xx), `ota_errors` (5xx). */
+  /** Counts refused and failed requests: `ota_rate_limited`, `ota_rejected` (4xx), `ota_client_gone` (hung up mid-request), `ota_errors` (5xx). */
   count?: (event: OtaCounter) => void;
 }
 
-export type OtaCounter = 'ota_rate_limited' | 'ota_rejected' | 'ota_errors';
+export type OtaCounter = 'ota_rate_limited' | 'ota_rejected' | 'ota_client_gone' | 'ota_errors';
 
 /** Rejected requests are logged at most this many times a minute in all (then only counted). */
 const REJECT_LOG_LINES_PER_MINUTE = 30;
@@ -144,6 +144,9 @@ class HttpError extends Error {
     super(message);
   }
 }
+
+/** The client went away before its request was complete: nobody to answer, not our failure. */
+class ClientGone extends Error {}
 
 function shown(value: string): string {
   return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
@@ -280,7 +283,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
       req.on('error', (err) => {
         if (done) return;
         done = true;
-        reject(err);
+        reject(new ClientGone(err.message));
       });
     });
   }
@@ -318,6 +321,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
       return;
     }
     if (req.method !== 'GET' && req.method !== 'POST') {
+      count('ota_rejected');
       reply(res, 405, { error: `method ${req.method} not allowed: use POST (with system info) or GET` }, { allow: 'GET, POST' });
       req.resume();
       return;
@@ -403,6 +407,11 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
 
   return (req, res) => {
     handle(req, res).catch((err: unknown) => {
+      if (err instanceof ClientGone) {
+        count('ota_client_gone');
+        req.destroy();
+        return;
+      }
       if (err instanceof HttpError) {
         count('ota_rejected');
         logRejected({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');

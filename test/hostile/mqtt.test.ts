@@ -286,9 +286,7 @@ const floods: HostileCase[] = [
   },
   {
     name: 'takeover: the same client id connects from another address',
-    // (gateway counter connection_takeover does not move here: aedes disconnects the old client
-    // before the new one's CONNACK, so the gateway sees a plain disconnect; see the report.)
-    expect: ['sessions_closed'],
+    expect: ['sessions_closed', 'connection_takeover'],
     async run(ctx) {
       const d = await ctx.device({ hello: true });
       const twin = await ctx.mqtt();
