@@ -17,11 +17,6 @@ export type PrimaryToWorker =
     signatureKey?: string;
     /** Firmware versions OTA saw so far, so a restarted worker knows them too. */
     firmware: Array<[mac: string, version: string]>;
-    /**
-     * The shared MQTT/HTTP ports once announced: a worker started later (a restart) listens on exactly
-     * these, even when the configured port was 0 and every other worker had died meanwhile.
-     */
-    listen?: { mqtt: number; http: number; mqttTls?: number };
   }
   /** The same client id connected on another worker: close this connection (takeover). */
   | { type: 'xiaozhi:close-device'; clientId: string; connectionId: number }

@@ -94,7 +94,6 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
           ...(config.publicUdpPort !== undefined ? { publicUdpPort: config.publicUdpPort + slot.index } : {}),
           ...(signatureKey !== undefined ? { signatureKey } : {}),
           firmware: [...firmware],
-          ...(announced ? { listen: announced } : {}),
         });
         break;
       case 'xiaozhi:ready':

@@ -95,8 +95,9 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
     udpPort: m.udpPort,
     ...(m.publicUdpPort !== undefined ? { publicUdpPort: m.publicUdpPort } : {}),
     ...(m.signatureKey !== undefined ? { signatureKey: m.signatureKey } : {}),
-    ...(m.listen ? { mqttPort: m.listen.mqtt, httpPort: m.listen.http } : {}),
-    ...(m.listen?.mqttTls !== undefined && config.mqttTls ? { mqttTls: { ...config.mqttTls, port: m.listen.mqttTls } } : {}),
+    // MQTT and HTTP keep the configured ports, even 0: node:cluster shares one listening handle per
+    // (address, port) as asked for, so a restarted worker asking for port 0 joins the same ephemeral
+    // port as long as another worker holds it (asking for that port by number would collide with it).
   };
   try {
     try {
