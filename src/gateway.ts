@@ -293,6 +293,7 @@ export class Gateway {
 
   /** A firmware version another worker's OTA saw: a session here finds it as if OTA had run here. */
   learnFirmware(mac: string, version: string): void {
+    this.#count('firmware_shared');
     this.#firmware.set(mac, version);
   }
 

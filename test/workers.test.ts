@@ -186,6 +186,9 @@ describe('start --workers 2', () => {
     // Counters are summed over workers: every device said hello once.
     const hellos = samples(text, 'xiaozhi_gateway_events_total').find((s) => s.labels.event === 'hello_accepted');
     expect(hellos?.value).toBe(DEVICES);
+    // Every OTA's firmware version reached the other worker (a session there finds it).
+    const shared = samples(text, 'xiaozhi_gateway_events_total').find((s) => s.labels.event === 'firmware_shared');
+    expect(shared?.value).toBe(DEVICES);
     expect(samples(text, 'process_resident_memory_bytes').map((s) => s.labels.worker).sort()).toEqual(['0', '1']);
   }, 120_000);
 
