@@ -51,7 +51,6 @@ export interface GatewayClusterHooks {
   metrics(): Promise<string>;
 }
 
-
 const DOWNLINK_SAMPLE_RATE = 24000;
 const DOWNLINK_FRAME_MS = 60;
 const AGENT_SAMPLE_RATE = 48000;
