@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableParallelism } from 'node:os';
+import { RESTART_BACKOFF, restartDelay } from '../src/cluster/primary.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { OpusEncoder } from '../src/index.js';
 import { speech } from './helpers/fixtures.js';
@@ -154,6 +155,21 @@ describe('workers config', () => {
     expect(() => load({ '--workers': '0' })).toThrow(ConfigError);
     expect(() => load({ '--workers': '4', '--udp-port': '65534' })).toThrow(/udpPort \(from flag --udp-port\): 4 workers need the ports 65534..65537/);
     expect(load({ '--workers': '4', '--udp-port': '0' }).udpPort).toBe(0);
+  });
+});
+
+describe('restart backoff', () => {
+  it('1 s doubling to 30 s for a worker that keeps dying; back to 1 s after 60 s of life', () => {
+    let next: number = RESTART_BACKOFF.firstMs;
+    const delays: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = restartDelay(next, 2000);
+      delays.push(r.delayMs);
+      next = r.nextDelayMs;
+    }
+    expect(delays).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    expect(restartDelay(next, 60_000).delayMs).toBe(1000);
+    expect(restartDelay(next, 60_000).nextDelayMs).toBe(2000);
   });
 });
 

@@ -13,6 +13,15 @@ import { isClusterMessage, WORKER_INDEX_ENV, type PrimaryToWorker, type WorkerTo
 
 /** Restart delay after a death: doubles per death from 1 s to 30 s; back to 1 s after 60 s of life. */
 export const RESTART_BACKOFF = { firstMs: 1000, maxMs: 30_000, resetAfterMs: 60_000 } as const;
+/**
+ * The delay before restarting a worker that died after `livedMs`, and the delay for its next death.
+ * A worker that crashes at once is not restarted in a tight loop; one that ran a while is back soon.
+ */
+export function restartDelay(nextDelayMs: number, livedMs: number): { delayMs: number; nextDelayMs: number } {
+  const delayMs = livedMs >= RESTART_BACKOFF.resetAfterMs ? RESTART_BACKOFF.firstMs : nextDelayMs;
+  return { delayMs, nextDelayMs: Math.min(delayMs * 2, RESTART_BACKOFF.maxMs) };
+}
+
 /** The same deadline as a single process: every worker drained, the primary gone, within 10 s. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 /** A scrape does not wait for a worker that does not answer (dying, stuck): its samples are left out. */
@@ -175,9 +184,8 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
       void shutdown('start failed').then(() => finish(1));
       return;
     }
-    if (livedMs >= RESTART_BACKOFF.resetAfterMs) slot.nextDelayMs = RESTART_BACKOFF.firstMs;
-    const delayMs = slot.nextDelayMs;
-    slot.nextDelayMs = Math.min(delayMs * 2, RESTART_BACKOFF.maxMs);
+    const { delayMs, nextDelayMs } = restartDelay(slot.nextDelayMs, livedMs);
+    slot.nextDelayMs = nextDelayMs;
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (state === 'stopping') return;
