@@ -1,7 +1,7 @@
 // Gateway configuration: defaults < config file (JSON) < environment (XIAOZHI_*) < command-line
 // flags, validated with one schema. Errors name the key, the expected value and where it came from.
 import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { z } from 'zod';
 
 const port = z.number().int().min(0).max(65535);
@@ -56,6 +56,11 @@ export const configSchema = z
     maxSessions: z.number().int().min(0).default(0),
     /** Log lines per device connection per minute about its rejected input; then one summary line. */
     logLinesPerMinute: z.number().int().min(1).max(100000).default(20),
+    /**
+     * Gateway processes on this machine: 1 is one process (no supervisor); N > 1 is a primary that
+     * supervises N shared-nothing workers (src/cluster/); 'auto' is one per available core.
+     */
+    workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     shutdownTimeoutMs: z.number().int().min(100).max(60000).default(9000),
     timezoneOffsetMinutes: z.number().int().min(-720).max(840).default(0),
@@ -81,15 +86,18 @@ export const configSchema = z
   })
   .strict();
 
-export type GatewayConfig = z.infer<typeof configSchema> & { publicHost: string };
+/** 'auto' workers is resolved to a count by loadConfig. */
+export type GatewayConfig = Omit<z.infer<typeof configSchema>, 'workers'> & { publicHost: string; workers: number };
 export type GatewayConfigInput = z.input<typeof configSchema>;
 
 export class ConfigError extends Error {
   readonly code = 'ERR_CONFIG';
 }
 
+type ConfigKind = 'number' | 'string' | 'boolean' | 'number|auto';
+
 /** Flags and environment variables, and the config key each sets. */
-export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag: string; env: string; kind: 'number' | 'string' | 'boolean' }> = [
+export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag: string; env: string; kind: ConfigKind }> = [
   { key: 'mqttPort', flag: '--mqtt-port', env: 'XIAOZHI_MQTT_PORT', kind: 'number' },
   { key: 'udpPort', flag: '--udp-port', env: 'XIAOZHI_UDP_PORT', kind: 'number' },
   { key: 'httpPort', flag: '--http-port', env: 'XIAOZHI_HTTP_PORT', kind: 'number' },
@@ -109,6 +117,7 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'admissionMaxCpu', flag: '--admission-max-cpu', env: 'XIAOZHI_ADMISSION_MAX_CPU', kind: 'number' },
   { key: 'admissionMaxEventLoopLagMs', flag: '--admission-max-lag-ms', env: 'XIAOZHI_ADMISSION_MAX_LAG_MS', kind: 'number' },
   { key: 'maxSessions', flag: '--max-sessions', env: 'XIAOZHI_MAX_SESSIONS', kind: 'number' },
+  { key: 'workers', flag: '--workers', env: 'XIAOZHI_WORKERS', kind: 'number|auto' },
   { key: 'livekitUrl', flag: '--livekit-url', env: 'LIVEKIT_URL', kind: 'string' },
   { key: 'livekitApiKey', flag: '--livekit-api-key', env: 'LIVEKIT_API_KEY', kind: 'string' },
   { key: 'livekitApiSecret', flag: '--livekit-api-secret', env: 'LIVEKIT_API_SECRET', kind: 'string' },
@@ -118,15 +127,16 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'livekitAgentJoinTimeoutMs', flag: '--livekit-agent-timeout-ms', env: 'XIAOZHI_LIVEKIT_AGENT_TIMEOUT_MS', kind: 'number' },
 ];
 
-function coerce(value: string, kind: 'number' | 'string' | 'boolean', where: string): unknown {
+function coerce(value: string, kind: ConfigKind, where: string): unknown {
   if (kind === 'string') return value;
+  if (kind === 'number|auto' && value === 'auto') return value;
   if (kind === 'boolean') {
     if (value === 'true' || value === '1') return true;
     if (value === 'false' || value === '0') return false;
     throw new ConfigError(`${where}: expected true or false, got "${value}"`);
   }
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${where}: expected a number, got "${value}"`);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${where}: expected a number${kind === 'number|auto' ? ' or auto' : ''}, got "${value}"`);
   return n;
 }
 
@@ -197,5 +207,13 @@ export function loadConfig({ flags = {}, env = process.env, overrides = {} }: Lo
       .map((k) => CONFIG_SOURCES.find((s) => s.key === k)!.env);
     if (missing.length) throw new ConfigError(`agent 'livekit' needs the environment variables ${missing.join(', ')} (or the config keys livekitUrl, livekitApiKey, livekitApiSecret)`);
   }
-  return { ...c, publicHost: c.publicHost ?? guessPublicHost() };
+  const workers = c.workers === 'auto' ? availableParallelism() : c.workers;
+  // Worker i binds udpPort + i (and is announced as publicUdpPort + i): the whole range must exist.
+  for (const key of ['udpPort', 'publicUdpPort'] as const) {
+    const first = c[key];
+    if (workers > 1 && first !== undefined && first !== 0 && first + workers - 1 > 65535) {
+      throw new ConfigError(`${key}${origin[key] ? ` (from ${origin[key]})` : ''}: ${workers} workers need the ports ${first}..${first + workers - 1}, beyond 65535`);
+    }
+  }
+  return { ...c, workers, publicHost: c.publicHost ?? guessPublicHost() };
 }

@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { AgentBackend } from './agent/agent-backend.js';
 import { EchoAgentBackend } from './agent/echo-agent.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
@@ -15,6 +16,7 @@ import { createOtaHandler, FirmwareVersions } from './device/ota.js';
 import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps } from './device/session.js';
 import { UdpAudioServer } from './device/udp-server.js';
 import { createHttpServer } from './http-server.js';
+import { gatewayLogger } from './logger.js';
 import { createMetricsRegistry } from './metrics/prometheus.js';
 import { AudioPipeline } from './native/pipeline.js';
 
@@ -30,6 +32,24 @@ export interface GatewayStartOptions {
   /** An agent backend instance (overrides config.agent), e.g. for tests or embedding. */
   agents?: AgentBackend;
   now?: () => number;
+  /** Set when this gateway is one worker of `--workers N` (src/cluster/worker.ts). */
+  cluster?: GatewayClusterHooks;
+}
+
+/**
+ * What a worker's gateway shares with the primary. Only connection-level events go through these
+ * (connect, disconnect, OTA, a scrape): nothing on the per-frame path.
+ */
+export interface GatewayClusterHooks {
+  /** Worker index: a `worker` label on per-process metrics, and in the log lines. */
+  worker: number;
+  /** A device connection was accepted here (the primary closes the same client id on other workers). */
+  onDeviceConnected(identity: DeviceIdentity): void;
+  onDeviceDisconnected(identity: DeviceIdentity): void;
+  /** OTA saw a device's firmware version (the primary tells every other worker). */
+  onFirmware(mac: string, version: string): void;
+  /** /metrics text: the primary's aggregate of every worker, instead of this process's registry alone. */
+  metrics(): Promise<string>;
 }
 
 const DOWNLINK_SAMPLE_RATE = 24000;
@@ -41,6 +61,8 @@ export class Gateway {
   readonly logger: Logger;
   readonly pipeline: AudioPipeline;
   readonly ports: GatewayPorts;
+  /** This process's metrics (a worker hands it to prom-client's cluster aggregation). */
+  readonly registry: Registry;
   readonly #counters: Map<string, number>;
   readonly #connections = new Map<string, DeviceConnection>();
   #broker: MqttBroker;
@@ -53,11 +75,12 @@ export class Gateway {
   #now: () => number;
   #firmware: FirmwareVersions;
   readonly #admission: AdmissionControl;
+  #cluster: GatewayClusterHooks | undefined;
 
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
     http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
-    counters: Map<string, number>;
+    counters: Map<string, number>; registry: Registry; cluster: GatewayClusterHooks | undefined;
     admission: AdmissionControl;
   }) {
     this.config = init.config;
@@ -73,6 +96,8 @@ export class Gateway {
     this.#firmware = init.firmware;
     this.#counters = init.counters;
     this.#admission = init.admission;
+    this.registry = init.registry;
+    this.#cluster = init.cluster;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -82,12 +107,8 @@ export class Gateway {
     // Always validated, also when it is already a loaded config (validation is idempotent): guessing
     // from its keys once let a partial object skip the defaults.
     const config = loadConfig({ flags: {}, env: {}, overrides: input as GatewayConfigInput });
-    const logger = options.logger ?? pino({
-      level: config.logLevel,
-      base: { service: 'xiaozhi-gateway' },
-      // Keys and passwords never reach a log line, whatever logs them by mistake.
-      redact: { paths: ['*.key', '*.password', '*.signatureKey', 'udp.key', 'mqtt.password', 'signatureKey'], censor: '[redacted]' },
-    });
+    const logger = options.logger ?? gatewayLogger(config.logLevel);
+    const cluster = options.cluster;
     const now = options.now ?? (() => performance.now());
     let signatureKey = config.signatureKey;
     if (config.auth === 'signature' && !signatureKey) {
@@ -154,6 +175,7 @@ export class Gateway {
         mqttConnections: () => gateway?.stats.connections ?? 0,
         udpBindings: () => udp.sessions,
         admission: () => admission.state,
+        ...(cluster ? { worker: cluster.worker } : {}),
       });
       const brokerPorts = await broker.start();
       const udpPort = await udp.listen(config.udpPort, config.udpHost);
@@ -172,10 +194,13 @@ export class Gateway {
         now,
         count: (event) => counters.set(event, (counters.get(event) ?? 0) + 1),
         onDevice: (d) => {
-          if (d.firmwareVersion) firmware.set(d.mac, d.firmwareVersion);
+          if (d.firmwareVersion) {
+            firmware.set(d.mac, d.firmwareVersion);
+            cluster?.onFirmware(d.mac, d.firmwareVersion);
+          }
         },
       });
-      const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false });
+      const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false, ...(cluster ? { metrics: () => cluster.metrics() } : {}) });
       opened.push(() => new Promise<void>((r) => {
         http.close(() => r());
         http.closeAllConnections();
@@ -192,9 +217,10 @@ export class Gateway {
         });
       });
       const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, admission });
+      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, registry, cluster, admission });
       gateway.#wire();
-      logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, 'ready');
+      // With workers, 'ready' is the primary's line once every worker is up (src/cluster/primary.ts).
+      logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, cluster ? 'worker ready' : 'ready');
       return gateway;
     } catch (err) {
       for (const close of opened.reverse()) {
@@ -247,6 +273,7 @@ export class Gateway {
         void old.close('taken over by a new connection');
       }
       this.#connections.set(identity.clientId, new DeviceConnection(identity, deps));
+      this.#cluster?.onDeviceConnected(identity);
     });
     this.#broker.on('device-message', (identity: DeviceIdentity, payload: Buffer) => {
       const c = this.#connections.get(identity.clientId);
@@ -257,7 +284,29 @@ export class Gateway {
       if (!c || c.identity.connectionId !== identity.connectionId) return;  // an old connection after a takeover
       this.#connections.delete(identity.clientId);
       void c.close(`mqtt disconnected: ${reason}`);
+      this.#cluster?.onDeviceDisconnected(identity);
     });
+  }
+
+  /**
+   * Closes this device connection if it is still the one named (a takeover decided elsewhere: the
+   * same client id connected on another worker). False if it is gone or already replaced here.
+   */
+  closeDevice(clientId: string, connectionId: number): boolean {
+    const c = this.#connections.get(clientId);
+    if (!c || c.identity.connectionId !== connectionId) return false;
+    this.#count('connection_takeover');
+    this.#connections.delete(clientId);
+    void c.close('taken over by a new connection on another worker');
+    this.#broker.disconnectDevice(clientId);
+    this.#cluster?.onDeviceDisconnected(c.identity);
+    return true;
+  }
+
+  /** A firmware version another worker's OTA saw: a session here finds it as if OTA had run here. */
+  learnFirmware(mac: string, version: string): void {
+    this.#count('firmware_shared');
+    this.#firmware.set(mac, version);
   }
 
   #count(name: string, n = 1): void {
@@ -289,7 +338,8 @@ export class Gateway {
       mqtt_acl_denials: b.aclDenials.publishTopic + b.aclDenials.publishQos + b.aclDenials.subscribe + b.aclDenials.forward,
       mqtt_messages_in: b.messages.in,
       mqtt_messages_out: b.messages.out,
-      connection_takeover: b.takeovers,
+      // Takeovers on this worker's broker, plus those decided across workers (closeDevice).
+      connection_takeover: b.takeovers + (this.#counters.get('connection_takeover') ?? 0),
       sessions_refused_cpu: this.#admission.refused.cpu,
       sessions_refused_event_loop: this.#admission.refused.event_loop,
       sessions_refused_sessions: this.#admission.refused.sessions,

@@ -9,6 +9,8 @@ export type RequestHandler = (req: http.IncomingMessage, res: http.ServerRespons
 export interface HttpServerOptions {
   ota: RequestHandler;
   registry: Registry;
+  /** /metrics text instead of registry.metrics() (a cluster worker serves the primary's aggregate). */
+  metrics?: () => Promise<string>;
   /** Ready = every listener bound and not shutting down. */
   ready(): boolean;
 }
@@ -26,7 +28,7 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     }
     switch (path) {
       case '/metrics':
-        options.registry.metrics().then(
+        (options.metrics ?? (() => options.registry.metrics()))().then(
           (text) => res.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
           (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
         );

@@ -1,8 +1,10 @@
 // `xiaozhi-gateway start`: load the configuration (file < env < flags), start the gateway, and shut
 // down cleanly on SIGTERM/SIGINT (stop accepting, goodbye to every device, drain, exit within 10 s).
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { CONFIG_SOURCES, ConfigError, loadConfig } from './config.js';
-import { Gateway } from './gateway.js';
+import { WORKER_INDEX_ENV } from './cluster/messages.js';
+import { CONFIG_SOURCES, ConfigError, loadConfig, type GatewayConfig } from './config.js';
+import type { Gateway } from './gateway.js';
 
 const HELP = `Usage: xiaozhi-gateway start [options]
 
@@ -14,7 +16,9 @@ ${CONFIG_SOURCES.map((s) => `  ${(s.flag + ' <' + s.kind + '>').padEnd(26)} ${s.
   -h, --help
 
 Defaults: --mqtt-port 1883 --udp-port 8888 --http-port 8003 (OTA at /xiaozhi/ota/, /metrics,
-/healthz, /readyz) --auth signature --agent echo --public-host <first LAN IPv4>.`;
+/healthz, /readyz) --auth signature --agent echo --public-host <first LAN IPv4> --workers 1.
+--workers N|auto: N gateway processes sharing the MQTT and HTTP ports; worker i binds UDP port
+--udp-port + i.`;
 
 export async function runStartCli(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
@@ -32,9 +36,25 @@ export async function runStartCli(argv: string[]): Promise<number> {
   }
   const flags: Record<string, string> = {};
   for (const [k, v] of Object.entries(values)) if (typeof v === 'string') flags[`--${k}`] = v;
+  let config: GatewayConfig;
+  try {
+    config = loadConfig({ flags });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`xiaozhi-gateway start: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  // --workers N: this process is either the primary that supervises N gateways, or one of them
+  // (forked by that primary with the same command line). --workers 1 is one plain process, as ever.
+  if (cluster.isWorker && process.env[WORKER_INDEX_ENV] !== undefined) return (await import('./cluster/worker.js')).runWorker(config);
+  if (config.workers > 1) return (await import('./cluster/primary.js')).runPrimary(config);
+  // Loaded here, not at the top: the primary of --workers N never loads the native addon.
+  const { Gateway } = await import('./gateway.js');
   let gateway: Gateway;
   try {
-    gateway = await Gateway.start(loadConfig({ flags }));
+    gateway = await Gateway.start(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`xiaozhi-gateway start: ${err.message}\n`);

@@ -477,6 +477,16 @@ describe('helpers', () => {
     ].join('\n');
     expect(parseProm(text, 1)).toEqual({ at: 1, cpuSeconds: 12.5, rssBytes: 104857600, heapUsedBytes: 5, eventLoopLagP99Seconds: 0.012 });
     expect(promValue(text, 'process_cpu')).toBeNull();
+    // --workers N: one sample per worker; CPU and memory are summed, the lag is the worst worker's.
+    const workers = [
+      'process_cpu_seconds_total{worker="0",service="x"} 2',
+      'process_cpu_seconds_total{worker="1",service="x"} 3',
+      'process_resident_memory_bytes{worker="0"} 10',
+      'process_resident_memory_bytes{worker="1"} 20',
+      'nodejs_eventloop_lag_p99_seconds{worker="0"} 0.01',
+      'nodejs_eventloop_lag_p99_seconds{worker="1"} 0.03',
+    ].join('\n');
+    expect(parseProm(workers, 2)).toEqual({ at: 2, cpuSeconds: 5, rssBytes: 30, heapUsedBytes: null, eventLoopLagP99Seconds: 0.03 });
   });
 
   it('simulate arguments', () => {

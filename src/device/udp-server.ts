@@ -52,7 +52,9 @@ export class UdpAudioServer {
       this.#socket.once('error', (err: NodeJS.ErrnoException) => {
         reject(Object.assign(new Error(`UDP: cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }), { code: 'ERR_UDP_LISTEN' }));
       });
-      this.#socket.bind(port, host, () => {
+      // exclusive: in a cluster worker (--workers N) the socket is this process's own, not a handle
+      // shared through the primary: each worker has its own UDP port and its own sessions.
+      this.#socket.bind({ port, address: host, exclusive: true }, () => {
         this.#socket.off('error', reject);
         resolve();
       });

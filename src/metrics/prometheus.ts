@@ -40,6 +40,13 @@ export interface MetricsSources {
   udpBindings(): number;
   /** Admission control's last readings and verdict. */
   admission(): AdmissionState;
+  /**
+   * Worker index under `--workers N`. The primary sums every worker's samples with equal labels
+   * (prom-client's AggregatorRegistry): counters and histograms add up across workers, while levels
+   * that only mean something per process (sessions, connections, queue depths, CPU, memory,
+   * event-loop lag) carry a `worker` label so they stay apart.
+   */
+  worker?: number;
 }
 
 // Gateway counters that are drops, reported under xiaozhi_drops_total{reason}: input from the
@@ -55,7 +62,9 @@ const GATEWAY_DROPS = [
 export function createMetricsRegistry(sources: MetricsSources): Registry {
   const registry = new client.Registry();
   registry.setDefaultLabels({ service: 'xiaozhi-gateway' });
-  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  const perWorker: Record<string, string> = sources.worker === undefined ? {} : { worker: String(sources.worker) };
+  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10, labels: perWorker });
+  const level = (values: MetricValue[]): MetricValue[] => values.map((v) => ({ ...v, labels: { ...v.labels, ...perWorker } }));
 
   const snapshot = () => sources.pipeline.metrics();
   const add = (m: ScrapeMetric) => registry.registerMetric(m as unknown as client.Metric);
@@ -67,7 +76,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   add(new ScrapeMetric('xiaozhi_pipeline_state', 'Native audio pipeline levels (queue depths, pool slabs, encoder ladder).', 'gauge', () =>
     Object.entries(snapshot().counters)
       .filter(([k]) => NATIVE_GAUGES.has(k))
-      .map(([gauge, value]) => ({ value, labels: { gauge } }))));
+      .map(([gauge, value]) => ({ value, labels: { gauge, ...perWorker } }))));
   add(new ScrapeMetric('xiaozhi_drops_total', 'Dropped datagrams/frames by reason (pipeline and network side).', 'counter', () => {
     const native = Object.entries(snapshot().counters)
       .filter(([k]) => k.startsWith('drop_'))
@@ -80,17 +89,21 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
       .filter(([k]) => !GATEWAY_DROPS.includes(k))
       .map(([event, value]) => ({ value, labels: { event } }))));
   add(new ScrapeMetric('xiaozhi_sessions', 'Audio sessions by state.', 'gauge', () =>
-    Object.entries(sources.sessionsByState()).map(([state, value]) => ({ value, labels: { state } }))));
-  add(new ScrapeMetric('xiaozhi_mqtt_connections', 'Device MQTT connections.', 'gauge', () => [{ value: sources.mqttConnections(), labels: {} }]));
+    level(Object.entries(sources.sessionsByState()).map(([state, value]) => ({ value, labels: { state } })))));
+  add(new ScrapeMetric('xiaozhi_mqtt_connections', 'Device MQTT connections.', 'gauge', () => level([{ value: sources.mqttConnections(), labels: {} }])));
   add(new ScrapeMetric('xiaozhi_admission', 'Admission control: machine CPU (0..1) and event-loop delay p99 (ms) of the last window, and busy (1: new sessions refused).', 'gauge', () => {
     const a = sources.admission();
-    return [
+    return level([
       { value: a.cpu, labels: { reading: 'cpu' } },
       { value: a.eventLoopLagMs, labels: { reading: 'event_loop_lag_ms' } },
       { value: a.busy ? 1 : 0, labels: { reading: 'busy' } },
-    ];
+    ]);
   }));
-  add(new ScrapeMetric('xiaozhi_udp_bindings', 'Sessions registered on the UDP socket (by ssrc).', 'gauge', () => [{ value: sources.udpBindings(), labels: {} }]));
+  add(new ScrapeMetric('xiaozhi_udp_bindings', 'Sessions registered on the UDP socket (by ssrc).', 'gauge', () => level([{ value: sources.udpBindings(), labels: {} }])));
+  if (sources.worker !== undefined) {
+    // Which process is which worker: an operator (or a test) finds the pid to look at or to kill.
+    add(new ScrapeMetric('xiaozhi_worker_info', 'One sample per live gateway worker process.', 'gauge', () => [{ value: 1, labels: { ...perWorker, pid: process.pid } }]));
+  }
   // The native log2-ns histograms become Prometheus histograms with power-of-two second buckets.
   add(new ScrapeMetric('xiaozhi_pipeline_duration_seconds', 'Native pipeline stage times, queue waits and frame latencies.', 'histogram', () => {
     const out: Array<MetricValue & { metricName: string }> = [];

@@ -37,13 +37,25 @@ export function promValue(text: string, name: string): number | null {
   return found ? sum : null;
 }
 
+/** Largest value over all label sets (a level per process, e.g. per worker of --workers N), null when absent. */
+export function promMax(text: string, name: string): number | null {
+  let max: number | null = null;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + ' ') && !line.startsWith(name + '{')) continue;
+    const v = promValue(line, name);
+    if (v !== null) max = max === null ? v : Math.max(max, v);
+  }
+  return max;
+}
+
 export function parseProm(text: string, at: number): PromSample {
   return {
     at,
     cpuSeconds: promValue(text, 'process_cpu_seconds_total'),
     rssBytes: promValue(text, 'process_resident_memory_bytes'),
     heapUsedBytes: promValue(text, 'nodejs_heap_size_used_bytes'),
-    eventLoopLagP99Seconds: promValue(text, 'nodejs_eventloop_lag_p99_seconds'),
+    // CPU and memory add up over the workers of --workers N; the lag is the worst worker's.
+    eventLoopLagP99Seconds: promMax(text, 'nodejs_eventloop_lag_p99_seconds'),
   };
 }
 

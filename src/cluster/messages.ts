@@ -1,0 +1,46 @@
+// The IPC messages between the primary and its gateway workers (`--workers N`). They carry only
+// connection-level facts (a device connected here, OTA saw this firmware, a scrape): nothing on the
+// per-frame audio path ever crosses a process. Every type is prefixed so it never meets prom-client's
+// own cluster messages ('prom-client:*') or Node's internal ones on the same channel.
+import type { GatewayPorts } from '../gateway.js';
+
+export type PrimaryToWorker =
+  /** Everything a worker needs from the primary before it starts its gateway. */
+  | {
+    type: 'xiaozhi:init';
+    index: number;
+    /** The UDP port to bind (0: ephemeral), and whether 0 may be tried if it is taken (ephemeral range). */
+    udpPort: number;
+    udpPortFallback: boolean;
+    publicUdpPort?: number;
+    /** One key for every worker (OTA on one worker, MQTT on another must agree). */
+    signatureKey?: string;
+    /** Firmware versions OTA saw so far, so a restarted worker knows them too. */
+    firmware: Array<[mac: string, version: string]>;
+  }
+  /** The same client id connected on another worker: close this connection (takeover). */
+  | { type: 'xiaozhi:close-device'; clientId: string; connectionId: number }
+  | { type: 'xiaozhi:firmware'; mac: string; version: string }
+  | { type: 'xiaozhi:metrics-reply'; id: number; text?: string; error?: string }
+  /** The primary collects every worker's registry (getMetricsAsJSON) and sums it (prom-client's aggregate). */
+  | { type: 'xiaozhi:metrics-collect'; id: number }
+  /** Drain: goodbye to every device, stop, exit 0. */
+  | { type: 'xiaozhi:stop'; reason: string };
+
+export type WorkerToPrimary =
+  /** The worker listens for messages now (anything sent before would be lost). */
+  | { type: 'xiaozhi:want-init' }
+  | { type: 'xiaozhi:ready'; ports: GatewayPorts; pid: number }
+  | { type: 'xiaozhi:start-failed'; error: string; code?: string }
+  | { type: 'xiaozhi:device-connected'; clientId: string; connectionId: number }
+  | { type: 'xiaozhi:device-disconnected'; clientId: string; connectionId: number }
+  | { type: 'xiaozhi:firmware'; mac: string; version: string }
+  | { type: 'xiaozhi:metrics-request'; id: number }
+  | { type: 'xiaozhi:metrics-json'; id: number; metrics?: unknown[]; error?: string };
+
+/** Set by the primary on every worker it forks: the CLI runs as a worker exactly when it is present. */
+export const WORKER_INDEX_ENV = 'XIAOZHI_WORKER_INDEX';
+
+export function isClusterMessage<T extends { type: string }>(m: unknown): m is T {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.startsWith('xiaozhi:');
+}

@@ -1,0 +1,150 @@
+// One gateway worker of `xiaozhi-gateway start --workers N`: a complete Gateway (its own MQTT
+// connections, audio sessions, native pipeline, UDP port, agent sessions) in a cluster worker
+// process. The MQTT and HTTP listeners are shared through the primary (node:cluster round-robin);
+// the UDP socket is this process's own. The primary is asked only at connection level: the shared
+// signature key at start, takeovers, firmware versions, and /metrics.
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config.js';
+import { Gateway, type GatewayClusterHooks } from '../gateway.js';
+import { gatewayLogger } from '../logger.js';
+import { isClusterMessage, WORKER_INDEX_ENV, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+
+type Init = Extract<PrimaryToWorker, { type: 'xiaozhi:init' }>;
+
+/** A scrape waits at most this long for the primary's aggregate (the primary waits 3 s per worker). */
+const METRICS_TIMEOUT_MS = 5000;
+/** Before the primary's 10 s: a worker that cannot drain still exits, and the primary exits 0 after it. */
+const FORCED_EXIT_MS = 9500;
+
+export async function runWorker(config: GatewayConfig): Promise<never> {
+  const index = Number(process.env[WORKER_INDEX_ENV]);
+  const logger = gatewayLogger(config.logLevel, { worker: index });
+  const send = (m: WorkerToPrimary): void => {
+    // The primary is gone (its 'disconnect' stops this worker): nothing to tell it any more.
+    if (process.connected) process.send!(m);
+  };
+  let gateway: Gateway | undefined;
+  const earlyFirmware: Array<[string, string]> = [];
+  const metricsWaiters = new Map<number, { resolve(text: string): void; reject(err: Error): void }>();
+  let metricsId = 0;
+  let stop: (reason: string) => void = () => exit(logger, 0);
+  let resolveInit!: (m: Init) => void;
+  const init = new Promise<Init>((r) => { resolveInit = r; });
+
+  process.on('message', (m: unknown) => {
+    if (!isClusterMessage<PrimaryToWorker>(m)) return;
+    switch (m.type) {
+      case 'xiaozhi:init':
+        resolveInit(m);
+        break;
+      case 'xiaozhi:close-device':
+        gateway?.closeDevice(m.clientId, m.connectionId);
+        break;
+      case 'xiaozhi:firmware':
+        if (gateway) gateway.learnFirmware(m.mac, m.version);
+        else earlyFirmware.push([m.mac, m.version]);
+        break;
+      case 'xiaozhi:metrics-collect': {
+        const registry = gateway?.registry;
+        (registry ? registry.getMetricsAsJSON() : Promise.resolve([])).then(
+          (metrics) => send({ type: 'xiaozhi:metrics-json', id: m.id, metrics }),
+          (err: Error) => send({ type: 'xiaozhi:metrics-json', id: m.id, error: err.message }),
+        );
+        break;
+      }
+      case 'xiaozhi:metrics-reply': {
+        const w = metricsWaiters.get(m.id);
+        metricsWaiters.delete(m.id);
+        if (m.text !== undefined) w?.resolve(m.text);
+        else w?.reject(new Error(m.error ?? 'no metrics'));
+        break;
+      }
+      case 'xiaozhi:stop':
+        stop(m.reason);
+        break;
+    }
+  });
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  // Ctrl-C reaches the whole process group: the primary drains its workers anyway.
+  process.once('SIGINT', () => stop('SIGINT'));
+  // The primary died: nobody supervises or aggregates any more; drain rather than run orphaned.
+  process.once('disconnect', () => stop('primary gone'));
+  send({ type: 'xiaozhi:want-init' });
+  const m = await init;
+
+  const hooks: GatewayClusterHooks = {
+    worker: index,
+    onDeviceConnected: (id) => send({ type: 'xiaozhi:device-connected', clientId: id.clientId, connectionId: id.connectionId }),
+    onDeviceDisconnected: (id) => send({ type: 'xiaozhi:device-disconnected', clientId: id.clientId, connectionId: id.connectionId }),
+    onFirmware: (mac, version) => send({ type: 'xiaozhi:firmware', mac, version }),
+    metrics: () => new Promise<string>((resolve, reject) => {
+      const id = ++metricsId;
+      const timer = setTimeout(() => {
+        metricsWaiters.delete(id);
+        reject(new Error('the primary did not answer'));
+      }, METRICS_TIMEOUT_MS);
+      metricsWaiters.set(id, {
+        resolve: (t) => { clearTimeout(timer); resolve(t); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      send({ type: 'xiaozhi:metrics-request', id });
+    }),
+  };
+  const workerConfig: GatewayConfig = {
+    ...config,
+    udpPort: m.udpPort,
+    ...(m.publicUdpPort !== undefined ? { publicUdpPort: m.publicUdpPort } : {}),
+    ...(m.signatureKey !== undefined ? { signatureKey: m.signatureKey } : {}),
+    // MQTT and HTTP keep the configured ports, even 0: node:cluster shares one listening handle per
+    // (address, port) as asked for, so a restarted worker asking for port 0 joins the same ephemeral
+    // port as long as another worker holds it (asking for that port by number would collide with it).
+  };
+  try {
+    try {
+      gateway = await Gateway.start(workerConfig, { logger, cluster: hooks });
+    } catch (err) {
+      // An ephemeral UDP port is pinned to its worker index so a restart announces the same port;
+      // if another process took it meanwhile, any free port beats not starting.
+      if (!m.udpPortFallback || (err as { code?: string }).code !== 'ERR_UDP_LISTEN') throw err;
+      logger.warn({ udpPort: m.udpPort }, 'the previous ephemeral UDP port is taken: binding a new one');
+      gateway = await Gateway.start({ ...workerConfig, udpPort: 0 }, { logger, cluster: hooks });
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    send({ type: 'xiaozhi:start-failed', error: e.message, ...(e.code ? { code: e.code } : {}) });
+    exit(logger, 1);
+  }
+  const gw = gateway;
+  for (const [mac, version] of m.firmware.concat(earlyFirmware)) gw.learnFirmware(mac, version);
+  const fatal = (kind: string) => (err: unknown) => {
+    gw.logger.fatal({ err, kind }, `${kind}: exiting (this is a bug; please report it with this log line)`);
+    process.exit(70);
+  };
+  process.on('uncaughtException', fatal('uncaughtException'));
+  process.on('unhandledRejection', fatal('unhandledRejection'));
+  send({ type: 'xiaozhi:ready', ports: gw.ports, pid: process.pid });
+
+  let stopping = false;
+  stop = (reason) => {
+    if (stopping) return;
+    stopping = true;
+    setTimeout(() => {
+      gw.logger.error('forced exit: the drain did not finish in time');
+      process.exit(1);
+    }, FORCED_EXIT_MS).unref();
+    gw.stop(reason).then(
+      () => exit(logger, 0),
+      (err: unknown) => {
+        gw.logger.error({ err }, 'shutdown failed');
+        exit(logger, 1);
+      },
+    );
+  };
+  return new Promise<never>(() => {});
+}
+
+// The IPC channel keeps a worker alive forever: a worker leaves by exiting, explicitly.
+function exit(logger: Logger, code: number): never {
+  logger.flush();
+  process.exit(code);
+}
