@@ -230,7 +230,8 @@ function opusEncodeStage(): StageSetup {
   // Settings check on fresh encoders fed the same frames. Ours is libopus 1.5.2, the baseline 1.3.1:
   // 1.4/1.5 retuned the encoder, so byte-identical packets are no longer expected (they were while
   // both sides were 1.3.1). Equal settings show as the same TOC byte (mode, bandwidth, frame size)
-  // on (nearly) every packet and total bytes within a few percent.
+  // on (nearly) every packet. The byte totals are reported, not expected equal: with OPUS_AUTO on
+  // the 24 kHz fixture 1.5.2 spent 16 % fewer bytes than 1.3.1 (165 vs 198 per packet, first run).
   const a = new OpusEncoder({ ...DOWNLINK_OPUS });
   const b: DiscordOpusEncoder = new Discord(24000, 1);
   b.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
