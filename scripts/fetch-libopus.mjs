@@ -52,9 +52,13 @@ function fail(message) {
 /** CRLF -> LF in every text file under `dir` (a file with a NUL byte is binary and left alone). */
 function normaliseLineEndings(dir) {
   let changed = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      changed += normaliseLineEndings(file);
+      continue;
+    }
     if (!entry.isFile()) continue;
-    const file = join(entry.parentPath ?? entry.path, entry.name);
     const bytes = readFileSync(file);
     if (bytes.includes(0) || !bytes.includes(0x0d)) continue;
     const text = bytes.toString('latin1');  // byte-preserving: only \r\n pairs change
