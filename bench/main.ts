@@ -12,6 +12,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildFailure, ChildRequest, ChildResult, MeasureSettings, StageId } from './micro/protocol.js';
 import { STAGE_IDS } from './micro/protocol.js';
+import type { OpusBuildInfo } from '../src/index.js';
 import { renderFacts, renderMainTable, renderProbes, renderVerdicts, summarizeStage, verdictLine, verdicts, type StageSummary } from './micro/report.js';
 import { selectStages, STAGES } from './micro/stages.js';
 
@@ -229,7 +230,7 @@ async function addonIdentity(): Promise<string> {
 }
 
 async function machineInfo(): Promise<Record<string, unknown>> {
-  const { nativeBuildInfo } = await import('../src/index.js');
+  const { nativeBuildInfo, opusBuildInfo } = await import('../src/index.js');
   const c = cpus();
   return {
     cpu: c[0]?.model ?? 'unknown',
@@ -240,6 +241,7 @@ async function machineInfo(): Promise<Record<string, unknown>> {
     v8: process.versions.v8,
     nodeOpenssl: process.versions.openssl,
     native: nativeBuildInfo(),
+    opus: opusBuildInfo(),
     addon: await addonIdentity(),
     baselines: {
       '@livekit/rtc-node': packageVersion('@livekit/rtc-node'),
@@ -312,12 +314,15 @@ async function runMicro(opts: Options): Promise<number> {
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   } else {
-    const m = machine as { cpu: string; cores: number; os: string; node: string; v8: string; native: Record<string, string>; addon: string; baselines: Record<string, string>; loadavgStart: number[]; loadavgEnd: number[] };
+    const m = machine as { cpu: string; cores: number; os: string; node: string; v8: string; native: Record<string, string>; opus: OpusBuildInfo; addon: string; baselines: Record<string, string>; loadavgStart: number[]; loadavgEnd: number[] };
+    const simd = m.opus.simd;
     const lines = [
       '',
       'xiaozhi-gateway micro-benchmarks — per 60 ms frame, µs (median and p99 over timed batches; [runs] = min–max of per-run medians)',
       `machine: ${m.cpu} × ${m.cores} cores, ${m.os}; node ${m.node} (V8 ${m.v8}); load avg ${m.loadavgStart.join(' ')} → ${m.loadavgEnd.join(' ')}`,
       `native:  ${Object.entries(m.native).map(([k, v]) => `${k} ${v}`).join('; ')}`,
+      `opus:    ${m.opus.version}; SIMD active: ${simd.active.join(', ') || 'none'} (compiled: ${simd.compiled.join(', ') || 'none'}; ` +
+        `this CPU: ${simd.cpu.join(', ') || 'none'}; ${m.opus.runtimeCpuDetection ? 'chosen at run time' : 'presumed at build time'})`,
       `addon:   ${m.addon}`,
       ...(addonChanged ? [`WARNING: the addon binary changed during the run (now ${addonAtEnd}); runs may mix two builds`] : []),
       `baselines: ${Object.entries(m.baselines).map(([k, v]) => `${k} ${v}`).join('; ')}`,

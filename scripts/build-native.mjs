@@ -7,7 +7,7 @@
 // Used by `npm install` (when no prebuilt binary fits), `npm run build:native` and the prebuild shim.
 // Flags: --rebuild (clean first), --debug, --asan (debug build with AddressSanitizer+UBSan).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -46,11 +46,16 @@ function resolveTool(pkg, what) {
 const args = process.argv.slice(2);
 const buildDir = join(root, 'build');
 const configured = ['build.ninja', 'Makefile'].some((f) => existsSync(join(buildDir, f)));
-const rebuild = args.includes('--rebuild') || !configured;
 const asan = args.includes('--asan');
 const debug = asan || args.includes('--debug');
 
 const libopusDir = ensureLibopus({ quiet: true });
+// `cmake-js build` reuses the cache; a build directory configured for another libopus tree (an
+// older pin) must be configured afresh, or it keeps compiling the old sources.
+const cache = join(buildDir, 'CMakeCache.txt');
+const sameLibopus =
+  existsSync(cache) && /^XZ_LIBOPUS_DIR:\w+=(.*)$/m.exec(readFileSync(cache, 'utf8'))?.[1] === libopusDir;
+const rebuild = args.includes('--rebuild') || !configured || !sameLibopus;
 const cmakeJs = join(dirname(resolveTool('cmake-js/package.json', 'cmake-js')), 'bin', 'cmake-js');
 const addonApiDir = resolve(root, require(resolveTool('node-addon-api', 'node-addon-api')).include_dir);
 

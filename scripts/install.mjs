@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LIBOPUS } from './fetch-libopus.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -23,7 +24,7 @@ if (process.env.XIAOZHI_BUILD_FROM_SOURCE !== '1') {
   }
 }
 
-process.stderr.write(`xiaozhi-gateway: no prebuilt binary usable on ${platform()}-${arch()}; building the native addon from source (cmake-js, C++17, libopus ${'1.3.1'} from the npm registry)\n`);
+process.stderr.write(`xiaozhi-gateway: no prebuilt binary usable on ${platform()}-${arch()}; building the native addon from source (cmake-js, C++17, libopus ${LIBOPUS.version} from the npm registry)\n`);
 const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit', cwd: root });
 if (r.status !== 0) {
   process.stderr.write(

@@ -31,8 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return runBenchCli(rest);
     }
     case 'info': {
-      const { nativeBuildInfo } = await import('./index.js');
-      process.stdout.write(JSON.stringify(nativeBuildInfo(), null, 2) + '\n');
+      const { nativeBuildInfo, opusBuildInfo } = await import('./index.js');
+      process.stdout.write(JSON.stringify({ ...nativeBuildInfo(), opus: opusBuildInfo() }, null, 2) + '\n');
       return 0;
     }
     case 'version':

@@ -7,7 +7,7 @@
 //
 // The same steps by hand:
 //   node scripts/fetch-libopus.mjs
-//   cmake -S . -B build-native-tests -G Ninja -DXZ_NATIVE_TESTS=ON -DXZ_LIBOPUS_DIR=$PWD/deps/libopus-1.3.1 \
+//   cmake -S . -B build-native-tests -G Ninja -DXZ_NATIVE_TESTS=ON -DXZ_LIBOPUS_DIR=$PWD/deps/libopus-1.5.2 \
 //     -DXZ_NODE_INCLUDE_DIR=/usr/include/node -DCMAKE_BUILD_TYPE=Release
 //   cmake --build build-native-tests && ./build-native-tests/xz_native_tests
 // and for the fuzzers see FUZZ_SANITIZERS / buildFuzzers() below.
@@ -21,7 +21,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const testBuildDir = join(root, 'build-native-tests');
 const fuzzBuildDir = join(root, 'build-fuzz');
-const libopusDir = join(root, 'deps', 'libopus-1.3.1');
+const libopusDir = join(root, 'deps', 'libopus-1.5.2');
 
 const MINUTE = 60_000;
 
@@ -170,7 +170,8 @@ describe('native GoogleTest suite (native/tests)', () => {
   beforeAll(() => {
     ensureGtestPrerequisites();
     ensureLibopus();
-    if (!cacheHas(testBuildDir, 'XZ_NATIVE_TESTS:BOOL=ON', 'CMAKE_GENERATOR:INTERNAL=Ninja')) {
+    // The libopus path is part of the check: a directory configured for an older pin is reconfigured.
+    if (!cacheHas(testBuildDir, 'XZ_NATIVE_TESTS:BOOL=ON', 'CMAKE_GENERATOR:INTERNAL=Ninja', `=${libopusDir}\n`)) {
       log('configuring build-native-tests');
       step(
         'cmake',
@@ -269,7 +270,7 @@ function ensureClangWithLibFuzzer(): void {
 // own CMake (a separate build dir, clang), then each target linked with -fsanitize=fuzzer.
 function buildFuzzers(): void {
   const cflags = ['-fsanitize=fuzzer-no-link', ...FUZZ_SANITIZERS].join(' ');
-  if (!cacheHas(fuzzBuildDir, 'CMAKE_GENERATOR:INTERNAL=Ninja', `CMAKE_CXX_FLAGS:STRING=${cflags}\n`, 'clang++')) {
+  if (!cacheHas(fuzzBuildDir, 'CMAKE_GENERATOR:INTERNAL=Ninja', `CMAKE_CXX_FLAGS:STRING=${cflags}\n`, 'clang++', `=${libopusDir}\n`)) {
     log('configuring build-fuzz (clang, ASan + UBSan + coverage)');
     rmSync(fuzzBuildDir, { recursive: true, force: true });
     step(

@@ -9,6 +9,7 @@ import {
   OpusDecoder,
   OpusEncoder,
   opusFrameSizes,
+  opusBuildInfo,
   opusVersion,
   type OpusApplication,
   type OpusBandwidth,
@@ -115,9 +116,26 @@ const BW_ORDER: OpusBandwidth[] = ['narrowband', 'mediumband', 'wideband', 'supe
 // ---- build info ------------------------------------------------------------------------------------
 
 describe('build', () => {
-  it("opusVersion() is 'libopus 1.3.1'", () => {
-    expect(opusVersion()).toBe('libopus 1.3.1');
-    expect(nativeBuildInfo().opusVersion).toBe('libopus 1.3.1');
+  it("opusVersion() is 'libopus 1.5.2'", () => {
+    expect(opusVersion()).toBe('libopus 1.5.2');
+    expect(nativeBuildInfo().opusVersion).toBe('libopus 1.5.2');
+    expect(opusBuildInfo().version).toBe('libopus 1.5.2');
+  });
+
+  it('opusBuildInfo().simd: active = the compiled levels this CPU supports, up to the first it lacks', () => {
+    const { simd, runtimeCpuDetection } = opusBuildInfo();
+    if (process.arch === 'x64') {
+      // x86-64: every kernel libopus has is compiled, and chosen at run time (never presumed).
+      expect(simd.compiled).toEqual(['sse', 'sse2', 'sse4.1', 'avx2']);
+      expect(runtimeCpuDetection).toBe(true);
+      expect(simd.cpu).toEqual(expect.arrayContaining(['sse', 'sse2']));  // the x86-64 baseline
+    } else if (process.arch === 'arm64') {
+      expect(simd).toEqual({ compiled: ['neon'], cpu: ['neon'], active: ['neon'] });
+      expect(runtimeCpuDetection).toBe(false);
+    }
+    let ok = true;
+    const expected = simd.compiled.filter((ext) => (ok = ok && simd.cpu.includes(ext)));
+    expect(simd.active).toEqual(expected);
   });
 
   it('nativeBuildInfo().opusSimd names the SIMD libopus was built with (SSE on x86-64)', () => {
@@ -139,11 +157,12 @@ describe('build', () => {
 // ---- speech round trips ----------------------------------------------------------------------------
 
 describe('speech round trip (decoded vs input, best lag in 0..1000)', () => {
-  // Measured with libopus 1.3.1 on the espeak-ng fixtures (complexity 10):
-  //   16 kHz voip 60 ms VBR default bitrate: 0.954 (lag 104, ~113 B/packet)
-  //   16 kHz voip 60 ms CBR 16 kb/s:         0.947 (lag 104, 120 B/packet)
-  //   24 kHz voip 60 ms VBR default bitrate: 0.948 (lag 155)
-  //   24 kHz voip 60 ms CBR 24 kb/s:         0.942 (lag 155, 180 B/packet)
+  // Measured with libopus 1.5.2 on the espeak-ng fixtures (complexity 10; 1.3.1 gave the same to
+  // within 0.01):
+  //   16 kHz voip 60 ms VBR default bitrate: 0.955 (lag 104, ~112 B/packet)
+  //   16 kHz voip 60 ms CBR 16 kb/s:         0.949 (lag 104, 120 B/packet)
+  //   24 kHz voip 60 ms VBR default bitrate: 0.939 (lag 155)
+  //   24 kHz voip 60 ms CBR 24 kb/s:         0.941 (lag 155, 180 B/packet)
   // A 0.5 s shifted copy of the output scores 0.004.
   // Thresholds sit ~0.02-0.03 below: a broken codec path (wrong channel layout, byte order, frame
   // misalignment, dropped frames) lands far below 0.5, while encoder tuning noise stays above.
@@ -182,7 +201,7 @@ describe('speech round trip (decoded vs input, best lag in 0..1000)', () => {
     const { decoded } = roundTrip(pcm, { sampleRate: 16000, channels: 1, application: 'voip' }, 60, 48000);
     expect(decoded.length).toBe(Math.floor(pcm.length / 960) * 2880);
     const ref48 = speechAt(48000).subarray(0, 48000 * 4);
-    // measured 0.951 at lag 310 (the 16 kHz delay of 104 samples, times 3)
+    // measured 0.952 at lag 310 (the 16 kHz delay of 104 samples, times 3)
     expect(bestLagCorrelation(ref48, decoded, { maxLag: 1000 }).correlation).toBeGreaterThan(0.9);
   });
 });
@@ -244,9 +263,9 @@ describe('every sample rate x channels x application encodes and decodes', () =>
   const apps: OpusApplication[] = ['voip', 'audio', 'restricted-lowdelay'];
   const combos = OPUS_SAMPLE_RATES.flatMap((rate) => ([1, 2] as const).flatMap((ch) => apps.map((app) => [rate, ch, app] as const)));
 
-  // Measured (2 s of speech, 20 ms frames, default bitrate, libopus 1.3.1): mono 0.943 (8 kHz voip)
-  // .. 0.993 (48 kHz restricted-lowdelay); stereo channels 0.896 (8 kHz voip, right) .. 0.993. The
-  // other channel's speech correlates at most 0.18 at any lag, so a swapped or mixed-down channel
+  // Measured (2 s of speech, 20 ms frames, default bitrate, libopus 1.5.2): mono 0.945 (8 kHz voip)
+  // .. 0.993 (48 kHz restricted-lowdelay); stereo channels 0.889 (8 kHz restricted-lowdelay, right)
+  // .. 0.994. The other channel's speech correlates at most 0.19 at any lag, so a swapped or mixed-down channel
   // fails the < 0.4 check. Thresholds: mono >= 0.90, stereo >= 0.85.
   it.each(combos)('%i Hz, %i channel(s), %s', (rate, ch, app) => {
     const a = speechAt(rate).subarray(0, rate * 2);
@@ -465,7 +484,7 @@ describe('packet loss concealment', () => {
 });
 
 describe('in-band FEC', () => {
-  // 16 kHz voip 20 ms frames at 24 kb/s with 20% expected loss: SILK wideband, and libopus 1.3.1 adds
+  // 16 kHz voip 20 ms frames at 24 kb/s with 20% expected loss: SILK wideband, and libopus adds
   // LBRR (FEC) data to every packet. For each lost packet k, two decoders in identical state (both fed
   // packets 0..k-1) recover frame k: A from packet k+1's FEC data, B by PLC.
   const RATE = 16000;

@@ -33,7 +33,7 @@ beforeAll(() => {
   }
   symlinkSync(join(root, 'node_modules'), join(pkgDir, 'node_modules'), 'dir');
   // Reuse the verified libopus tree of the checkout (fetched by the build) instead of a second download.
-  const env = { XIAOZHI_LIBOPUS_DIR: join(root, 'deps', 'libopus-1.3.1') };
+  const env = { XIAOZHI_LIBOPUS_DIR: join(root, 'deps', 'libopus-1.5.2') };
   run(process.execPath, ['scripts/prebuild.mjs'], pkgDir, env);
   rmSync(join(pkgDir, 'build'), { recursive: true, force: true });
   const out = run(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', work], pkgDir);
@@ -83,7 +83,7 @@ describe('npm tarball', () => {
     `;
     const result = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], appDir).trim()) as Record<string, unknown>;
     expect(result.loaded).toMatch(/prebuilds\/linux-x64\/xiaozhi-gateway\.glibc\.node$/);
-    expect(result.version).toBe('libopus 1.3.1');
+    expect(result.version).toBe('libopus 1.5.2');
     expect(result.packet).toBeGreaterThan(2);
     expect(result.decoded).toBe(1440);
     expect(result.same).toBe(true);
@@ -99,7 +99,7 @@ describe('npm tarball', () => {
 
   it('npx xiaozhi-gateway info', () => {
     const out = run(npx, [...npxArgs, 'info'], appDir);
-    expect(JSON.parse(out).opusVersion).toBe('libopus 1.3.1');
+    expect(JSON.parse(out).opusVersion).toBe('libopus 1.5.2');
   });
 
   it('npx xiaozhi-gateway bench --json: every stage measured, baselines not installed say so', () => {

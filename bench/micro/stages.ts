@@ -35,7 +35,8 @@ export interface StageInfo {
 }
 
 /**
- * "No slower than" between two builds of the same libopus is a tie by design; medians of the same
+ * "No slower than" between our libopus (1.5.2) and the baseline's (1.3.1) is close to a tie by
+ * design (it was an exact tie while both were 1.3.1); medians of the same
  * work in one process still wobble by a couple of percent on a shared 2-core machine. A ratio
  * within this band of 1.0 counts as "no slower", and the table shows the exact ratio anyway.
  */

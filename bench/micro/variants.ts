@@ -254,12 +254,15 @@ function opusEncodeStage(): StageSetup {
     },
     notes: () => ({ 'mean packet bytes': mean(bytes.theirs, bytes.theirsN) }),
   });
-  // Proof of identical settings: fresh encoders fed the same frames produce the same bitstream
-  // (both are libopus 1.3.1 float builds; identical packets mean identical mode decisions).
+  // Settings check on fresh encoders fed the same frames. Ours is libopus 1.5.2, the baseline 1.3.1:
+  // 1.4/1.5 retuned the encoder, so byte-identical packets are no longer expected (they were while
+  // both sides were 1.3.1). Equal settings show as the same TOC byte (mode, bandwidth, frame size)
+  // on (nearly) every packet. The byte totals are reported, not expected equal: with OPUS_AUTO on
+  // the 24 kHz fixture 1.5.2 spent 16 % fewer bytes than 1.3.1 (165 vs 198 per packet, first run).
   const a = new OpusEncoder({ ...DOWNLINK_OPUS });
   const b: DiscordOpusEncoder = new Discord(24000, 1);
   b.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
-  let same = 0;
+  let same = 0, sameToc = 0;
   let sizeA = 0, sizeB = 0;
   const check = Math.min(100, inputs.length);
   for (let i = 0; i < check; i++) {
@@ -268,10 +271,12 @@ function opusEncodeStage(): StageSetup {
     sizeA += pa.length;
     sizeB += pb.length;
     if (pa.equals(pb)) same++;
+    if (pa[0] === pb[0]) sameToc++;
   }
   a.close();
   facts.settings = 'both: application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)';
-  facts['identical packets (fresh encoders)'] = `${same}/${check}`;
+  facts['same TOC byte (fresh encoders)'] = `${sameToc}/${check}`;
+  facts['identical packets (libopus 1.5.2 vs 1.3.1: not expected)'] = `${same}/${check}`;
   facts['bytes over those frames ours/baseline'] = `${sizeA}/${sizeB}`;
   return { variants, missingBaselines: [], facts, warnings: speechWarnings(sp) };
 }
@@ -324,7 +329,8 @@ function opusDecodeStage(): StageSetup {
     },
     notes: () => ({ 'samples/frame': samples.theirsN ? samples.theirs / samples.theirsN : 0 }),
   });
-  // Identical output check on fresh decoders.
+  // Identical output check on fresh decoders (1.5.2 vs 1.3.1: the same packets decode to the same
+  // samples or within rounding; test/opus-compat.test.ts holds them to >= 60 dB SNR).
   const a = new OpusDecoder({ sampleRate: 16000, channels: 1 });
   const b: DiscordOpusEncoder = new Discord(16000, 1);
   let same = 0;

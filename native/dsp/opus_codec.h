@@ -36,7 +36,7 @@ constexpr size_t kOpusMaxPacket = 4000;
 // Largest decoded frame: 120 ms at 48 kHz, per channel.
 constexpr int kOpusMaxFrameSamples = 5760;
 
-std::string opus_version();       // "libopus 1.3.1"
+std::string opus_version();       // "libopus 1.5.2"
 const char* opus_simd_summary();  // what SIMD the libopus build carries, from the build system
 bool valid_opus_rate(int rate);
 // True when samples_per_channel is 2.5/5/10/20/40/60 ms at sample_rate.

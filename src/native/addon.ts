@@ -53,6 +53,7 @@ export interface NativeAddon {
     next(payloadLength: number, timestampMs: number, out: Uint8Array): void;
   };
   buildInfo(): { opusVersion: string; opusSimd: string; simdLevel: string; buildType: string };
+  opusBuildInfo(): { version: string; runtimeCpuDetection: boolean; simd: { compiled: string[]; cpu: string[]; active: string[] } };
   NativePipeline: new (
     options: Record<string, unknown>,
     dispatcher: (meta: Uint32Array, data: ArrayBuffer) => void,
