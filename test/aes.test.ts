@@ -4,7 +4,7 @@ import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AesCtr } from '../src/index.js';
 import { expectCoded } from './helpers/errors.js';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 
 function ref(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Buffer {
   const c = createCipheriv('aes-128-ctr', key, iv);

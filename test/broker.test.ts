@@ -330,7 +330,7 @@ describe('authentication and CONNECT policy', () => {
     const b = await broker();
     const d = dev();
     const r = await raw(b.port);
-    await r.write(connectPacket({ clientId: d.clientId, username: d.username, password: d.password, protocolLevel: 3 }));
+    await r.write(connectPacket({ clientId: d.clientId, username: d.username, password: d.password, level: 3 }));
     expect(await r.connack()).toBe(1);
     expect(await r.closedWithin(1000)).toBe(true);
     expect(await connectExpectingRefusal(b.port, { clientId: d.clientId, username: d.username, password: d.password, clean: false })).toBe(2);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { f32ToS16, s16ToF32, simdLevel, supportedSimdLevels, type SimdLevelName } from '../src/index.js';
 import { expectCoded } from './helpers/errors.js';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 
 // ---- the reference (float64, written from the spec, not from the implementation) ---------------
 

@@ -18,7 +18,7 @@ import {
 } from '../src/index.js';
 import { expectCoded } from './helpers/errors.js';
 import { speech } from './helpers/fixtures.js';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 import { bestLagCorrelation, correlationAt } from './helpers/signal.js';
 
 // ---- signals -----------------------------------------------------------------------------------

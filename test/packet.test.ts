@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { packet } from '../src/index.js';
 import { expectCoded } from './helpers/errors.js';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 
 const { encode, parse, ReplayWindow, DownlinkIv } = packet;
 

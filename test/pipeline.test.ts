@@ -29,7 +29,7 @@ import {
 } from '../src/index.js';
 import { expectCoded } from './helpers/errors.js';
 import { speech } from './helpers/fixtures.js';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 import { bestLagCorrelation, concat } from './helpers/signal.js';
 import { cpuLoad, occupyThreadpool, type ThreadpoolGate } from './helpers/threadpool.js';
 import { deviceDatagram, HEADER_BYTES, helloNonce, openDatagram, readWireHeader, writeWireHeader, ctr } from './helpers/wire.js';

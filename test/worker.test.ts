@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as gw from '../src/index.js';
 import { speech } from './helpers/fixtures.js';
 import { runTask, type NativeTaskInput, type NativeTaskOutput } from './helpers/native-task.mjs';
-import { rng } from './helpers/prng.js';
+import { rng } from './helpers/prng.mjs';
 import { bestLagCorrelation } from './helpers/signal.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');

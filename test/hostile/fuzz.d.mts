@@ -1,5 +1,5 @@
 // Types of fuzz.mjs.
-import type { JsRng } from './harness.mjs';
+import type { Rng } from '../helpers/prng.mjs';
 
 export interface FuzzSummary {
   seed: number;
@@ -15,7 +15,7 @@ export interface FuzzSummary {
   ok: boolean;
 }
 export function runFuzz(o?: { minutes?: number; seed?: number; workers?: number; log?: (line: string) => void }): Promise<FuzzSummary>;
-export function mutateBytes(buf: Buffer, r: JsRng, other?: Buffer): Buffer;
-export function mutateMqttHeader(pkt: Buffer, r: JsRng): Buffer;
-export function mutateSequence<T>(list: T[], r: JsRng): T[];
-export function mutateJson(obj: Record<string, unknown>, r: JsRng): string;
+export function mutateBytes(buf: Buffer, r: Rng, other?: Buffer): Buffer;
+export function mutateMqttHeader(pkt: Buffer, r: Rng): Buffer;
+export function mutateSequence<T>(list: T[], r: Rng): T[];
+export function mutateJson(obj: Record<string, unknown>, r: Rng): string;

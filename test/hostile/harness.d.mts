@@ -1,6 +1,7 @@
 // Types of harness.mjs (plain ESM so scripts/fuzz-live.mjs can run it without a TypeScript step).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
+import type { ConnectFields, MqttPacket } from '../helpers/mqtt-bytes.mjs';
 
 export const root: string;
 export function sleep(ms: number): Promise<void>;
@@ -32,16 +33,11 @@ export function startGateway(config?: Record<string, unknown>): Promise<GatewayC
 export function ipAllocator(secondOctet: number): () => string;
 export function nextMac(prefix?: number): string;
 
-export function remainingLength(n: number): Buffer;
-export function utf8Field(s: string | Buffer): Buffer;
-export function mqttPacket(firstByte: number, body: Buffer): Buffer;
-export function connectPacket(f: { clientId: string | Buffer; username?: string | Buffer; password?: string | Buffer; keepalive?: number; clean?: boolean; level?: number; protocolName?: string | Buffer; will?: { topic: string; payload: string } }): Buffer;
-export function publishPacket(topic: string | Buffer, payload: Buffer | string, opts?: { qos?: number; retain?: boolean; messageId?: number; dup?: boolean }): Buffer;
-export function subscribePacket(messageId: number, topics: string[], first?: number): Buffer;
-export const PINGREQ: Buffer;
-export const DISCONNECT: Buffer;
-export interface MqttPacket { type: number; flags: number; body: Buffer; raw: Buffer }
-export function splitPackets(buffer: Buffer): [MqttPacket[], Buffer];
+export {
+  DISCONNECT, packet as mqttPacket, PINGREQ, publishPacket, remainingLength, splitPackets, subscribePacket, utf8Field, type MqttPacket,
+} from '../helpers/mqtt-bytes.mjs';
+/** mqtt-bytes' connectPacket with keepalive 240 by default and never MQTT 5 property lists. */
+export function connectPacket(f: Omit<ConnectFields, 'properties'>): Buffer;
 
 export class RawMqtt {
   socket: net.Socket;
@@ -122,5 +118,4 @@ export const MUST_STAY_ZERO: string[];
 export function waitClean(gw: GatewayChild, base: Footprint, o?: { timeoutMs?: number; timerSlack?: number }): Promise<{ clean: boolean; state: ChildState; bad?: string[] }>;
 export function counterValue(state: ChildState, name: string): number;
 
-export interface JsRng { u32(): number; float(): number; int(min: number, max: number): number; pick<T>(arr: readonly T[]): T; bytes(n: number): Buffer }
-export function rng(seed: number): JsRng;
+export { rng, type Rng } from '../helpers/prng.mjs';

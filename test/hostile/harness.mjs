@@ -11,6 +11,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  connectPacket as buildConnect, DISCONNECT, packet as mqttPacket, PINGREQ, publishPacket, remainingLength, splitPackets, subscribePacket, utf8Field,
+} from '../helpers/mqtt-bytes.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '..', '..');
@@ -117,81 +120,13 @@ export function nextMac(prefix = 0x02) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// MQTT 3.1.1 bytes (the spec, as in test/helpers/mqtt-raw.ts)
+// MQTT 3.1.1 bytes: test/helpers/mqtt-bytes.mjs (shared with test/helpers/mqtt-raw.ts). CONNECT here
+// defaults to keepalive 240 and never adds MQTT 5 property lists (level 5 is sent as a bare 3.1.1 body).
 
-export function remainingLength(n) {
-  const out = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    out.push(byte);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-export function utf8Field(s) {
-  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(b.length & 0xffff);
-  return Buffer.concat([len, b]);
-}
-export function mqttPacket(firstByte, body) {
-  return Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body]);
-}
-export function connectPacket({ clientId, username, password, keepalive = 240, clean = true, level = 4, protocolName, will }) {
-  let flags = 0;
-  if (clean) flags |= 0x02;
-  if (will) flags |= 0x04;
-  if (username !== undefined) flags |= 0x80;
-  if (password !== undefined) flags |= 0x40;
-  const ka = Buffer.alloc(2);
-  ka.writeUInt16BE(keepalive & 0xffff);
-  const parts = [utf8Field(protocolName ?? (level === 3 ? 'MQIsdp' : 'MQTT')), Buffer.from([level, flags]), ka, utf8Field(clientId)];
-  if (will) parts.push(utf8Field(will.topic), utf8Field(will.payload));
-  if (username !== undefined) parts.push(utf8Field(username));
-  if (password !== undefined) parts.push(utf8Field(password));
-  return mqttPacket(0x10, Buffer.concat(parts));
-}
-export function publishPacket(topic, payload, { qos = 0, retain = false, messageId = 1, dup = false } = {}) {
-  const first = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
-  const id = Buffer.alloc(qos > 0 ? 2 : 0);
-  if (qos > 0) id.writeUInt16BE(messageId);
-  return mqttPacket(first, Buffer.concat([utf8Field(topic), id, typeof payload === 'string' ? Buffer.from(payload) : payload]));
-}
-export function subscribePacket(messageId, topics, first = 0x82) {
-  const id = Buffer.alloc(2);
-  id.writeUInt16BE(messageId);
-  return mqttPacket(first, Buffer.concat([id, ...topics.flatMap((t) => [utf8Field(t), Buffer.from([0])])]));
-}
-export const PINGREQ = Buffer.from([0xc0, 0x00]);
-export const DISCONNECT = Buffer.from([0xe0, 0x00]);
+export { DISCONNECT, mqttPacket, PINGREQ, publishPacket, remainingLength, splitPackets, subscribePacket, utf8Field };
 
-/** Splits a byte stream into MQTT packets; returns [packets, rest]. */
-export function splitPackets(buffer) {
-  const packets = [];
-  for (;;) {
-    if (buffer.length < 2) break;
-    let len = 0;
-    let mult = 1;
-    let i = 1;
-    let complete = false;
-    for (;;) {
-      if (i >= buffer.length) break;
-      const b = buffer[i++];
-      len += (b & 0x7f) * mult;
-      mult *= 128;
-      if (!(b & 0x80)) {
-        complete = true;
-        break;
-      }
-      if (i > 4) return [packets, Buffer.alloc(0)];
-    }
-    if (!complete || buffer.length < i + len) break;
-    const first = buffer[0];
-    packets.push({ type: first >> 4, flags: first & 0x0f, body: Buffer.from(buffer.subarray(i, i + len)), raw: Buffer.from(buffer.subarray(0, i + len)) });
-    buffer = buffer.subarray(i + len);
-  }
-  return [packets, buffer];
+export function connectPacket(f) {
+  return buildConnect({ ...f, keepalive: f.keepalive === undefined ? 240 : f.keepalive, properties: false });
 }
 
 /** A TCP connection to the broker from `localAddress`, collecting the packets it sends back. */
@@ -704,39 +639,6 @@ export function counterValue(state, name) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seeded PRNG for plain-JS callers: the same sfc32-through-splitmix32 generator as
-// test/helpers/prng.ts (same seed, same sequence), so a fuzz failure reproduces from its seed.
+// Seeded PRNG (test/helpers/prng.mjs, shared with the vitest files), so a fuzz failure reproduces from its seed.
 
-export function rng(seed) {
-  let s = seed >>> 0;
-  const init = () => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = init(), b = init(), c = init(), d = init();
-  const u32 = () => {
-    const t = (((a + b) >>> 0) + d) >>> 0;
-    d = (d + 1) >>> 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) >>> 0;
-    c = ((c << 21) | (c >>> 11)) >>> 0;
-    c = (c + t) >>> 0;
-    return t;
-  };
-  for (let i = 0; i < 12; i++) u32();
-  const float = () => u32() / 4294967296;
-  return {
-    u32,
-    float,
-    int: (min, max) => min + Math.floor(float() * (max - min + 1)),
-    pick: (arr) => arr[Math.floor(float() * arr.length)],
-    bytes(n) {
-      const out = Buffer.alloc(n);
-      for (let i = 0; i < n; i++) out[i] = u32() & 0xff;
-      return out;
-    },
-  };
-}
+export { rng } from '../helpers/prng.mjs';

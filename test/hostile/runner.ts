@@ -5,7 +5,7 @@
 // connections, native streams, UDP bindings, sockets, timers) — all against the canary's baseline.
 import type dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rng, type Rng } from '../helpers/prng.js';
+import { rng, type Rng } from '../helpers/prng.mjs';
 import {
   Canary, counterValue, Device, footprint, ipAllocator, MUST_STAY_ZERO, RawMqtt, sleep, startGateway, waitClean,
   type ChildState, type Footprint, type GatewayChild, type HttpResult, httpRequest,

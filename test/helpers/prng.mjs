@@ -1,22 +1,8 @@
 // Deterministic pseudo-random numbers for tests (sfc32 seeded through splitmix32): the same seed
-// gives the same sequence on every machine, so a failure always reproduces.
+// gives the same sequence on every machine, so a failure always reproduces. Plain JS (types in
+// prng.d.mts) so both the vitest files and scripts/fuzz-live.mjs (plain Node) load this one copy.
 
-export interface Rng {
-  /** Uniform uint32. */
-  u32(): number;
-  /** Uniform float in [0, 1). */
-  float(): number;
-  /** Uniform integer in [min, max] (inclusive). */
-  int(min: number, max: number): number;
-  /** Uniform float in [min, max). */
-  range(min: number, max: number): number;
-  /** n random bytes. */
-  bytes(n: number): Uint8Array;
-  /** Fills a typed array's bytes with random bits. */
-  fill<T extends ArrayBufferView>(view: T): T;
-}
-
-function splitmix32(seed: number): () => number {
+function splitmix32(seed) {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x9e3779b9) >>> 0;
@@ -27,10 +13,11 @@ function splitmix32(seed: number): () => number {
   };
 }
 
-export function rng(seed: number): Rng {
+/** @param {number} seed */
+export function rng(seed) {
   const init = splitmix32(seed);
   let a = init(), b = init(), c = init(), d = init();
-  const u32 = (): number => {
+  const u32 = () => {
     const t = (((a + b) >>> 0) + d) >>> 0;
     d = (d + 1) >>> 0;
     a = b ^ (b >>> 9);
@@ -40,12 +27,13 @@ export function rng(seed: number): Rng {
     return t;
   };
   for (let i = 0; i < 12; i++) u32();
-  const float = (): number => u32() / 4294967296;
+  const float = () => u32() / 4294967296;
   return {
     u32,
     float,
     int: (min, max) => min + Math.floor(float() * (max - min + 1)),
     range: (min, max) => min + float() * (max - min),
+    pick: (arr) => arr[Math.floor(float() * arr.length)],
     bytes(n) {
       const out = new Uint8Array(n);
       for (let i = 0; i < n; i++) out[i] = u32() & 0xff;
