@@ -13,7 +13,7 @@ import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './confi
 import { DownlinkPacer } from './device/downlink-pacer.js';
 import { AdmissionControl } from './device/admission.js';
 import { createOtaHandler, FirmwareVersions } from './device/ota.js';
-import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps } from './device/session.js';
+import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps, type SessionSummary } from './device/session.js';
 import { UdpAudioServer } from './device/udp-server.js';
 import { createHttpServer } from './http-server.js';
 import { gatewayLogger } from './logger.js';
@@ -34,6 +34,23 @@ export interface GatewayStartOptions {
   now?: () => number;
   /** Set when this gateway is one worker of `--workers N` (src/cluster/worker.ts). */
   cluster?: GatewayClusterHooks;
+  /** Device and session events for an embedding application (src/embed.ts); a throwing listener is counted, never fatal. */
+  events?: <K extends keyof GatewayEvents>(event: K, ...args: GatewayEvents[K]) => void;
+}
+
+/** A device as an embedding application sees it. */
+export interface DeviceSummary {
+  /** Device MAC, lower case with colons. */
+  deviceId: string;
+  clientId: string;
+  remoteAddress: string;
+}
+
+export interface GatewayEvents {
+  'device-connected': [device: DeviceSummary];
+  'device-disconnected': [device: DeviceSummary, reason: string];
+  'session-opened': [session: SessionSummary];
+  'session-closed': [session: SessionSummary, reason: string];
 }
 
 /**
@@ -76,12 +93,13 @@ export class Gateway {
   #firmware: FirmwareVersions;
   readonly #admission: AdmissionControl;
   #cluster: GatewayClusterHooks | undefined;
+  readonly #events: GatewayStartOptions['events'];
 
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
     http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
     counters: Map<string, number>; registry: Registry; cluster: GatewayClusterHooks | undefined;
-    admission: AdmissionControl;
+    admission: AdmissionControl; events: GatewayStartOptions['events'];
   }) {
     this.config = init.config;
     this.logger = init.logger;
@@ -98,6 +116,7 @@ export class Gateway {
     this.#admission = init.admission;
     this.registry = init.registry;
     this.#cluster = init.cluster;
+    this.#events = init.events;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -217,7 +236,7 @@ export class Gateway {
         });
       });
       const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, registry, cluster, admission });
+      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, registry, cluster, admission, events: options.events });
       gateway.#wire();
       // With workers, 'ready' is the primary's line once every worker is up (src/cluster/primary.ts).
       logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, cluster ? 'worker ready' : 'ready');
@@ -259,7 +278,22 @@ export class Gateway {
       now: this.#now,
       firmwareVersion: (mac) => this.#firmware.get(mac),
       admit: () => this.#admission.admit(this.#udp.sessions),
+      onSession: (event, session, reason) => {
+        if (event === 'opened') this.#emit('session-opened', session);
+        else this.#emit('session-closed', session, reason ?? '');
+      },
     };
+  }
+
+  /** Hands an event to the embedding application; its listener's failure is counted, never ours. */
+  #emit<K extends keyof GatewayEvents>(event: K, ...args: GatewayEvents[K]): void {
+    if (!this.#events) return;
+    try {
+      this.#events(event, ...args);
+    } catch (err) {
+      this.#count('embedder_listener_errors');
+      this.logger.error({ err, event }, 'an application event listener threw: event dropped');
+    }
   }
 
   #wire(): void {
@@ -274,6 +308,7 @@ export class Gateway {
       }
       this.#connections.set(identity.clientId, new DeviceConnection(identity, deps));
       this.#cluster?.onDeviceConnected(identity);
+      this.#emit('device-connected', deviceSummary(identity));
     });
     this.#broker.on('device-message', (identity: DeviceIdentity, payload: Buffer) => {
       const c = this.#connections.get(identity.clientId);
@@ -285,6 +320,7 @@ export class Gateway {
       this.#connections.delete(identity.clientId);
       void c.close(`mqtt disconnected: ${reason}`);
       this.#cluster?.onDeviceDisconnected(identity);
+      this.#emit('device-disconnected', deviceSummary(identity), reason);
     });
   }
 
@@ -423,6 +459,10 @@ export class Gateway {
     this.#state = 'stopped';
     this.logger.info('stopped');
   }
+}
+
+function deviceSummary(identity: DeviceIdentity): DeviceSummary {
+  return { deviceId: identity.mac, clientId: identity.clientId, remoteAddress: identity.remoteAddress };
 }
 
 async function createAgentBackend(config: GatewayConfig, logger: Logger): Promise<AgentBackend> {

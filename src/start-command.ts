@@ -51,10 +51,13 @@ export async function runStartCli(argv: string[]): Promise<number> {
   if (cluster.isWorker && process.env[WORKER_INDEX_ENV] !== undefined) return (await import('./cluster/worker.js')).runWorker(config);
   if (config.workers > 1) return (await import('./cluster/primary.js')).runPrimary(config);
   // Loaded here, not at the top: the primary of --workers N never loads the native addon.
-  const { Gateway } = await import('./gateway.js');
-  let gateway: Gateway;
+  // The same embedding API an application uses (src/embed.ts).
+  const { EmbeddedGateway } = await import('./embed.js');
+  const embedded = new EmbeddedGateway(config, {});
+  let gateway: import('./gateway.js').Gateway;
   try {
-    gateway = await Gateway.start(config);
+    await embedded.start();
+    gateway = embedded.gateway;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`xiaozhi-gateway start: ${err.message}\n`);

@@ -184,4 +184,34 @@ describe('npm tarball', () => {
       }
     }
   }, 60_000);
+
+  it('the embedding example runs from the installed package: a custom agent, events, clean stop', async () => {
+    // As a user would: copy the example next to their own code and run it with plain node.
+    cpSync(join(appDir, 'node_modules', 'xiaozhi-gateway', 'examples', 'tone-agent.mjs'), join(appDir, 'tone-agent.mjs'));
+    const child = spawn(process.execPath, ['tone-agent.mjs'], {
+      cwd: appDir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, XIAOZHI_MQTT_PORT: '0', XIAOZHI_UDP_PORT: '0', XIAOZHI_HTTP_PORT: '0', XIAOZHI_PUBLIC_HOST: '127.0.0.1' },
+    });
+    let out = '';
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const http = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "gateway up" line within 30 s; stderr: ${stderr}`)), 30_000);
+        child.stdout!.on('data', (c: Buffer) => {
+          out += c.toString('utf8');
+          const m = /gateway up: OTA http:\/\/127\.0\.0\.1:(\d+)\/xiaozhi\/ota\//.exec(out);
+          if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+        });
+        void exited.then((code) => reject(new Error(`exited (${code}) before it was up; stderr: ${stderr}`)));
+      });
+      expect((await fetch(`http://127.0.0.1:${http}/healthz`)).status).toBe(200);
+      child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
+      expect(code, stderr).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });

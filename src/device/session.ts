@@ -86,6 +86,16 @@ export interface SessionDeps {
   firmwareVersion?(mac: string): string | undefined;
   /** Admission control: whether a new session may open now (counts its refusals). */
   admit?(): { ok: true } | { ok: false; reason: RefusalReason };
+  /** Session lifecycle for an embedding application (src/embed.ts). */
+  onSession?(event: 'opened' | 'closed', session: SessionSummary, reason?: string): void;
+}
+
+/** What an embedding application learns about a session. */
+export interface SessionSummary {
+  /** Device MAC, lower case with colons. */
+  deviceId: string;
+  clientId: string;
+  sessionId: string;
 }
 
 export type SessionState = 'opening' | 'idle' | 'listening' | 'speaking' | 'closed';
@@ -171,6 +181,10 @@ export class AudioSession implements PacedSession {
       onTurnEnd: () => deps.pacer.endTurn(this),
     });
     deps.udp.register(this.ssrc, this.#onDatagram);
+  }
+
+  summary(): SessionSummary {
+    return { deviceId: this.#connection.identity.mac, clientId: this.#connection.identity.clientId, sessionId: this.sessionId };
   }
 
   helloReply(): Record<string, unknown> {
@@ -383,6 +397,7 @@ export class AudioSession implements PacedSession {
     this.#agent = null;
     this.#deps.count('sessions_closed');
     this.logger.info({ reason }, 'audio session closed');
+    this.#deps.onSession?.('closed', this.summary(), reason);
     if (!agent) return Promise.resolve();
     return (async () => {
       try {
@@ -490,6 +505,7 @@ export class DeviceConnection {
     this.#deps.count('hello_accepted');
     this.#deps.send(this.identity.clientId, session.helloReply());
     session.logger.info({ ssrc: session.ssrc, audio: hello.audio_params }, 'audio session opened');
+    this.#deps.onSession?.('opened', session.summary());
     void this.#attach(session, hello);
   }
 
