@@ -28,7 +28,7 @@ let tarball = '';
 beforeAll(() => {
   // An isolated copy, so building here never disturbs build/ of the checkout other tests load.
   mkdirSync(pkgDir);
-  for (const entry of ['package.json', 'CMakeLists.txt', 'cmake', 'native', 'scripts', 'dist', 'binding.gyp.md', 'README.md', 'CHANGELOG.md', 'LICENSE']) {
+  for (const entry of ['package.json', 'CMakeLists.txt', 'cmake', 'native', 'scripts', 'dist', 'examples', 'binding.gyp.md', 'README.md', 'CHANGELOG.md', 'LICENSE']) {
     if (existsSync(join(root, entry))) cpSync(join(root, entry), join(pkgDir, entry), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(pkgDir, 'node_modules'), 'dir');
@@ -56,6 +56,7 @@ describe('npm tarball', () => {
     const files = listing[0]!.files.map((f) => f.path);
     expect(files).toContain('prebuilds/linux-x64/xiaozhi-gateway.glibc.node');
     expect(files).toContain('dist/src/index.js');
+    expect(files).toContain('examples/tone-agent.mjs');
     expect(files.some((f) => f.startsWith('build/'))).toBe(false);
     expect(files.some((f) => f.startsWith('deps/'))).toBe(false);
     expect(files.some((f) => /(^|\/)(celt|silk)\/.*\.c$/.test(f))).toBe(false);
