@@ -3,12 +3,16 @@
 // machine's CPU or this process's event-loop delay is past its threshold, or while the session cap
 // is reached, is answered with "gateway busy" (an alert and a goodbye) and counted by reason.
 //
-// Readings are taken once a second, not per hello: a hello storm costs nothing extra, and the
-// decision reflects the last full window rather than one noisy sample.
+// Readings are taken once a second, not per hello: a hello storm costs nothing extra. The decision
+// uses the mean of the last three readings, so one busy second (a GC, a burst of connects) does not
+// turn devices away, while a machine that stays loaded does within about three seconds.
 import { cpus } from 'node:os';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 
 export type RefusalReason = 'cpu' | 'event_loop' | 'sessions';
+
+/** Readings averaged for a decision (one per second). */
+const SMOOTHING_WINDOWS = 3;
 
 export interface AdmissionLimits {
   /** Machine CPU utilisation (0..1) at or above which new sessions are refused; 1 = no limit. */
@@ -40,6 +44,7 @@ export class AdmissionControl {
   readonly limits: AdmissionLimits;
   readonly refused: Record<RefusalReason, number> = { cpu: 0, event_loop: 0, sessions: 0 };
   #state: AdmissionState = { cpu: 0, eventLoopLagMs: 0, busy: null };
+  readonly #recent: Array<{ cpu: number; lag: number }> = [];
   readonly #sensors: AdmissionSensors;
   #timer: ReturnType<typeof setInterval> | null;
 
@@ -50,11 +55,13 @@ export class AdmissionControl {
     this.#timer.unref();
   }
 
-  /** Takes a reading now (the timer does this every interval; tests call it directly). */
+  /** Takes a reading now and decides on the mean of the last three (the timer does this every interval; tests call it directly). */
   sample(): AdmissionState {
-    const cpu = this.#sensors.cpu();
-    const lag = this.#sensors.eventLoopLagMs();
+    this.#recent.push({ cpu: this.#sensors.cpu(), lag: this.#sensors.eventLoopLagMs() });
     this.#sensors.nextWindow();
+    if (this.#recent.length > SMOOTHING_WINDOWS) this.#recent.shift();
+    const cpu = this.#recent.reduce((t, r) => t + r.cpu, 0) / this.#recent.length;
+    const lag = this.#recent.reduce((t, r) => t + r.lag, 0) / this.#recent.length;
     const l = this.limits;
     const busy: RefusalReason | null = l.maxCpu < 1 && cpu >= l.maxCpu ? 'cpu' : l.maxEventLoopLagMs > 0 && lag >= l.maxEventLoopLagMs ? 'event_loop' : null;
     this.#state = { cpu, eventLoopLagMs: lag, busy };

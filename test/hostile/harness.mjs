@@ -364,6 +364,12 @@ export class Device {
         m = { unparsable: payload.toString('latin1') };
       }
       m.at = performance.now();
+      // The end of the event-loop phase this message was read in. Datagrams that were already in
+      // the kernel's buffer when the loop woke are read in the same phase, in whatever order epoll
+      // lists the sockets: on a starved machine a datagram sent 100 ms before the message can be
+      // read just after it. Ordering checks compare against this, not against m.at.
+      m.phaseEnd = m.at;
+      setImmediate(() => { m.phaseEnd = performance.now(); });
       d.messages.push(m);
       d.waiters = d.waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
     };
@@ -551,7 +557,7 @@ export class Canary {
     const audio = d.datagrams.slice();
     if (audio.length === 0) throw new Error(`canary turn ${this.turns + 1}: no echoed audio`);
     if (audio[0].at < start.at) throw new Error(`canary turn ${this.turns + 1}: audio before tts start`);
-    if (audio.at(-1).at > stop.at) throw new Error(`canary turn ${this.turns + 1}: audio after tts stop`);
+    if (audio.at(-1).at > stop.phaseEnd) throw new Error(`canary turn ${this.turns + 1}: audio after tts stop (${(audio.at(-1).at - stop.at).toFixed(1)} ms after it)`);
     let last = null;
     for (const { data } of audio) {
       if (data[0] !== 1 || data.readUInt16BE(2) !== data.length - 16) throw new Error(`canary turn ${this.turns + 1}: malformed downlink datagram`);
