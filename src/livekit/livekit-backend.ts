@@ -3,7 +3,8 @@
 // participant. Chosen with `--agent livekit` and LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET.
 import type { AgentBackend, AgentSession, AgentSessionInfo } from '../agent/agent-backend.js';
 import type { GatewayConfig } from '../config.js';
-import { LivekitSession, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
+import { ffiListenerCount } from './ffi-release.js';
+import { LivekitSession, newLivekitStats, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
 
 export type LivekitBackendOptions = LivekitSessionOptions;
 
@@ -11,7 +12,7 @@ export class LivekitAgentBackend implements AgentBackend {
   readonly name = 'livekit';
   readonly options: LivekitBackendOptions;
   readonly #sessions = new Set<LivekitSession>();
-  readonly #stats: LivekitStats = { sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, reconnects: 0 };
+  readonly #stats: LivekitStats = newLivekitStats();
 
   constructor(options: LivekitBackendOptions) {
     if (!/^(wss?|https?):\/\//.test(options.url)) throw Object.assign(new Error(`LiveKit URL must start with ws://, wss://, http:// or https://, got "${options.url}"`), { code: 'ERR_CONFIG' });
@@ -79,8 +80,4 @@ export class LivekitAgentBackend implements AgentBackend {
   }
 }
 
-/** Listeners on rtc-node's FFI event bus: every Room, stream and pending request adds one. */
-export function ffiListenerCount(): number {
-  const ffi = (globalThis as { _ffiClientInstance?: { listenerCount(e: string): number } })._ffiClientInstance;
-  return ffi ? ffi.listenerCount('ffi_event') : 0;
-}
+export { ffiListenerCount };
