@@ -89,3 +89,36 @@ export function releaseRoomHandles(room: RoomLike): number {
   release(room);
   return gone;
 }
+
+// rtc-node starts the FFI with capture_logs = true: the FFI then forwards every log record of every
+// level (trace included: each websocket frame, each libwebrtc line) as 'logs' events, which rtc-node
+// decodes and hands to every listener on the bus, and no listener uses (rtc-node has no handler for
+// them). A Room that is still connecting stores every event it receives (Room#preConnectEvents)
+// until its connect answers: a join that takes 15 s to fail held tens of thousands of log records
+// (75 000, ~60 MB of heap, in one snapshot of test/livekit-resources.test.ts). They are dropped
+// before they are dispatched. Pinned by the 'rtc-node contract' test.
+const LOG_FILTER = Symbol.for('xiaozhi.livekit.ffiLogFilter');
+let logEventsDropped = 0;
+
+/** FFI 'logs' events dropped since the process started (see above). */
+export function ffiLogEventsDropped(): number {
+  return logEventsDropped;
+}
+
+/** Installs the 'logs' filter on rtc-node's FfiClient once it exists. Idempotent; false if there is no client yet. */
+export function dropFfiLogEvents(): boolean {
+  const ffi = ffiClient() as (FfiEmitter & { emit(e: string | symbol, ...a: unknown[]): boolean; [LOG_FILTER]?: true }) | undefined;
+  if (!ffi) return false;
+  if (ffi[LOG_FILTER]) return true;
+  const emit = ffi.emit;
+  ffi.emit = function (this: unknown, event: string | symbol, ...args: unknown[]): boolean {
+    const ev = args[0] as { message?: { case?: string } } | undefined;
+    if (event === 'ffi_event' && ev?.message?.case === 'logs') {
+      logEventsDropped++;
+      return false;
+    }
+    return emit.call(this, event, ...args);
+  };
+  ffi[LOG_FILTER] = true;
+  return true;
+}

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import type { AgentEvents, AgentSession, AgentSessionInfo, ListenMode } from '../agent/agent-backend.js';
 import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_CHAT, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
 import { DownlinkGate, type DownlinkGateOptions } from './downlink-gate.js';
-import { detachRoom, releaseFfiHandle, releaseRoomHandles } from './ffi-release.js';
+import { detachRoom, dropFfiLogEvents, releaseFfiHandle, releaseRoomHandles } from './ffi-release.js';
 import { deviceToken, dispatchMetadata, participantIdentity, roomName } from './identity.js';
 import { McpRelay } from './mcp-relay.js';
 import { readTranscription } from './transcripts.js';
@@ -281,6 +281,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       this.#stats.rooms++;
       this.#counted.room = true;
       const connecting = room.connect(o.url, token, { autoSubscribe: false, dynacast: false });
+      dropFfiLogEvents();  // the FfiClient exists now (see ffi-release.ts)
       this.#connecting = connecting;
       const settled = () => {
         if (this.#connecting === connecting) this.#connecting = null;
