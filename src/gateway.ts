@@ -143,6 +143,7 @@ export class Gateway {
         mqttConnections: () => gateway?.stats.connections ?? 0,
         udpBindings: () => udp.sessions,
       });
+      agents.registerMetrics?.(registry);
       const brokerPorts = await broker.start();
       const udpPort = await udp.listen(config.udpPort, config.udpHost);
       const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;

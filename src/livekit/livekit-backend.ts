@@ -2,7 +2,9 @@
 // LiveKit Agents voice agent (dispatched by name, or automatically) talks to it like to any other
 // participant. Chosen with `--agent livekit` and LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET.
 import type { AgentBackend, AgentSession, AgentSessionInfo } from '../agent/agent-backend.js';
+import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../config.js';
+import { registerLivekitMetrics } from '../metrics/livekit.js';
 import { ffiListenerCount } from './ffi-release.js';
 import { LivekitSession, newLivekitStats, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
 
@@ -73,6 +75,11 @@ export class LivekitAgentBackend implements AgentBackend {
   /** Live objects (must all be 0 once every session is closed) and event counters. */
   stats(): LivekitStats & { ffiListeners: number } {
     return { ...this.#stats, ffiListeners: ffiListenerCount() };
+  }
+
+  /** xiaozhi_livekit_* metrics (src/metrics/livekit.ts) in the gateway's registry. */
+  registerMetrics(registry: Registry): void {
+    registerLivekitMetrics(registry, () => this.stats());
   }
 
   async close(): Promise<void> {
