@@ -1,5 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
+// glibc gives each thread that allocates its own malloc arena; the LiveKit FFI's threads (tokio,
+// WebRTC) then grow RSS that is never returned. Two arenas, as in production (README). Set here,
+// before the test workers are forked, because glibc reads it only at process start.
+process.env.MALLOC_ARENA_MAX ??= '2';
+
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],

@@ -196,6 +196,7 @@ export class Gateway {
         admission: () => admission.state,
         ...(cluster ? { worker: cluster.worker } : {}),
       });
+      agents.registerMetrics?.(registry);
       const brokerPorts = await broker.start();
       const udpPort = await udp.listen(config.udpPort, config.udpHost);
       const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;

@@ -8,7 +8,10 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { DownlinkGate } from '../src/livekit/downlink-gate.js';
 import { deviceToken, participantIdentity, roomName } from '../src/livekit/identity.js';
 import { LivekitAgentBackend } from '../src/livekit/livekit-backend.js';
+import { newLivekitStats } from '../src/livekit/livekit-session.js';
 import { McpRelay } from '../src/livekit/mcp-relay.js';
+import { registerLivekitMetrics } from '../src/metrics/livekit.js';
+import client from 'prom-client';
 import { SentenceSplitter, transcriptRole } from '../src/livekit/transcripts.js';
 import { ownedAudioFrame, UplinkCapture } from '../src/livekit/uplink-capture.js';
 
@@ -177,6 +180,7 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
 
   function gate(opts: { maxTailMs?: number } = {}) {
     const out: Array<number | 'start' | 'end'> = [];
+    const dropped = { frames: 0 };
     const timers: Array<{ fn: () => void; at: number }> = [];
     const g = new DownlinkGate({
       sampleRate: 48000,
@@ -187,12 +191,13 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
       audio: (pcm) => out.push(pcm[0]! - 1000),
       start: () => out.push('start'),
       end: () => out.push('end'),
+      discarded: () => dropped.frames++,
       timers: {
         setTimeout: ((fn: () => void) => (timers.push({ fn, at: 0 }), timers.length) as unknown as ReturnType<typeof setTimeout>) as unknown as typeof setTimeout,
         clearTimeout: ((id: number) => { if (timers[id - 1]) timers[id - 1]!.fn = () => {}; }) as unknown as typeof clearTimeout,
       },
     });
-    return { g, out, fire: () => timers.forEach((t) => t.fn()) };
+    return { g, out, dropped, fire: () => timers.forEach((t) => t.fn()) };
   }
 
   it('forwards nothing while the agent listens, however loud (someone else, echo)', () => {
@@ -253,13 +258,15 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
   });
 
   it('interrupt drops the rest of the turn (no end) until the agent leaves speaking', () => {
-    const { g, out } = gate();
+    const { g, out, dropped } = gate();
     g.setAgentState('speaking');
     g.frame(voice(1));
     g.interrupt();
     g.frame(voice(2));
     g.frame(voice(3));
+    g.frame(silence());
     expect(out).toEqual(['start', 1]);
+    expect(dropped.frames).toBe(2);  // counted as downlink drops (silence is not)
     g.setAgentState('listening');
     g.frame(voice(4));  // the interrupted turn's last audio, older than the preroll window
     for (let i = 0; i < 15; i++) g.frame(silence());
@@ -286,6 +293,32 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
     expect(out[0]).toBe('start');
     expect(out.at(-1)).toBe('end');
     expect(out.filter((x) => typeof x === 'number' && x > 0)).toEqual([1, 2]);
+  });
+});
+
+describe('LiveKit metrics (xiaozhi_livekit_*)', () => {
+  it('exports the backend stats: open objects, join histogram, events, endings, drops', async () => {
+    const st = { ...newLivekitStats(), ffiListeners: 3 };
+    st.rooms = 2;
+    st.connects = 3;
+    st.ffiErrors = 1;
+    st.uplinkDropped = 7;
+    st.downlinkDropped = 4;
+    st.endings = { device: 5, server_ROOM_DELETED: 2 };
+    st.connectSeconds = { buckets: [0, 1, 2, 0, 0, 0, 0, 0, 0, 0], sum: 0.5, count: 3 };
+    const registry = new client.Registry();
+    registerLivekitMetrics(registry, () => st);
+    const text = await registry.metrics();
+    expect(text).toContain('xiaozhi_livekit_open{object="rooms"} 2');
+    expect(text).toContain('xiaozhi_livekit_open{object="ffi_listeners"} 3');
+    expect(text).toContain('xiaozhi_livekit_join_seconds_bucket{le="0.1"} 1');
+    expect(text).toContain('xiaozhi_livekit_join_seconds_bucket{le="0.25"} 3');
+    expect(text).toContain('xiaozhi_livekit_join_seconds_bucket{le="+Inf"} 3');
+    expect(text).toContain('xiaozhi_livekit_join_seconds_count 3');
+    expect(text).toContain('xiaozhi_livekit_events_total{event="ffi_errors"} 1');
+    expect(text).toContain('xiaozhi_livekit_sessions_ended_total{reason="server_ROOM_DELETED"} 2');
+    expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="uplink"} 7');
+    expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="downlink"} 4');
   });
 });
 

@@ -1,5 +1,6 @@
 // What sits behind a device session: the gateway speaks the device protocol, an AgentBackend
 // provides the conversation. The echo agent ships built in; the LiveKit bridge is another backend.
+import type { Registry } from 'prom-client';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 
@@ -56,4 +57,6 @@ export interface AgentBackend {
   readonly name: string;
   createSession(info: AgentSessionInfo): Promise<AgentSession>;
   close(): Promise<void>;
+  /** Adds the backend's own metrics to the gateway's Prometheus registry (optional). */
+  registerMetrics?(registry: Registry): void;
 }

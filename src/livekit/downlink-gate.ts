@@ -26,6 +26,8 @@ export interface DownlinkGateOptions {
   start?(): void;
   /** The turn is over: everything it said went to audio(). */
   end(): void;
+  /** A frame of the agent's audio was discarded (the rest of an interrupted turn). */
+  discarded?(): void;
   timers?: { setTimeout: typeof setTimeout; clearTimeout: typeof clearTimeout };
 }
 
@@ -40,7 +42,7 @@ export function isSilent(pcm: Int16Array, peak: number): boolean {
 }
 
 export class DownlinkGate {
-  readonly #o: Required<Omit<DownlinkGateOptions, 'start' | 'timers'>> & Pick<DownlinkGateOptions, 'start'>;
+  readonly #o: Required<Omit<DownlinkGateOptions, 'start' | 'timers' | 'discarded'>> & Pick<DownlinkGateOptions, 'start' | 'discarded'>;
   readonly #timers: NonNullable<DownlinkGateOptions['timers']>;
   #phase: Phase = 'idle';
   #agentState: AgentState | null = null;
@@ -61,6 +63,7 @@ export class DownlinkGate {
       audio: o.audio,
       start: o.start,
       end: o.end,
+      discarded: o.discarded,
     };
     this.#timers = o.timers ?? { setTimeout, clearTimeout };
   }
@@ -78,6 +81,7 @@ export class DownlinkGate {
     const silent = isSilent(pcm, this.#o.silencePeak);
     switch (this.#phase) {
       case 'muted':
+        if (!silent) this.#o.discarded?.();
         if (this.#agentState === null) this.#countSilence(pcm.length, silent, this.#o.statelessEndSilenceMs, () => this.#toIdle());
         return;
       case 'idle':

@@ -2,8 +2,11 @@
 // LiveKit Agents voice agent (dispatched by name, or automatically) talks to it like to any other
 // participant. Chosen with `--agent livekit` and LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET.
 import type { AgentBackend, AgentSession, AgentSessionInfo } from '../agent/agent-backend.js';
+import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../config.js';
-import { LivekitSession, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
+import { registerLivekitMetrics } from '../metrics/livekit.js';
+import { ffiListenerCount } from './ffi-release.js';
+import { LivekitSession, newLivekitStats, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
 
 export type LivekitBackendOptions = LivekitSessionOptions;
 
@@ -11,7 +14,7 @@ export class LivekitAgentBackend implements AgentBackend {
   readonly name = 'livekit';
   readonly options: LivekitBackendOptions;
   readonly #sessions = new Set<LivekitSession>();
-  readonly #stats: LivekitStats = { sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, reconnects: 0 };
+  readonly #stats: LivekitStats = newLivekitStats();
 
   constructor(options: LivekitBackendOptions) {
     if (!/^(wss?|https?):\/\//.test(options.url)) throw Object.assign(new Error(`LiveKit URL must start with ws://, wss://, http:// or https://, got "${options.url}"`), { code: 'ERR_CONFIG' });
@@ -74,13 +77,14 @@ export class LivekitAgentBackend implements AgentBackend {
     return { ...this.#stats, ffiListeners: ffiListenerCount() };
   }
 
+  /** xiaozhi_livekit_* metrics (src/metrics/livekit.ts) in the gateway's registry. */
+  registerMetrics(registry: Registry): void {
+    registerLivekitMetrics(registry, () => this.stats());
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([...this.#sessions].map((s) => s.close('gateway shutdown')));
   }
 }
 
-/** Listeners on rtc-node's FFI event bus: every Room, stream and pending request adds one. */
-export function ffiListenerCount(): number {
-  const ffi = (globalThis as { _ffiClientInstance?: { listenerCount(e: string): number } })._ffiClientInstance;
-  return ffi ? ffi.listenerCount('ffi_event') : 0;
-}
+export { ffiListenerCount };

@@ -8,6 +8,7 @@ import {
   AudioSource,
   AudioStream,
   ConnectionState,
+  DisconnectReason,
   LocalAudioTrack,
   ParticipantKind,
   Room,
@@ -15,7 +16,6 @@ import {
   TrackKind,
   TrackPublishOptions,
   TrackSource,
-  type DisconnectReason,
   type RemoteParticipant,
   type RemoteTrack,
   type RemoteTrackPublication,
@@ -26,6 +26,7 @@ import type { Logger } from 'pino';
 import type { AgentEvents, AgentSession, AgentSessionInfo, ListenMode } from '../agent/agent-backend.js';
 import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_CHAT, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
 import { DownlinkGate, type DownlinkGateOptions } from './downlink-gate.js';
+import { detachRoom, dropFfiLogEvents, releaseFfiHandle, releaseRoomHandles } from './ffi-release.js';
 import { deviceToken, dispatchMetadata, participantIdentity, roomName } from './identity.js';
 import { McpRelay } from './mcp-relay.js';
 import { readTranscription } from './transcripts.js';
@@ -83,6 +84,46 @@ export interface LivekitStats {
   /** Uplink frames dropped to drain a standing backlog (UplinkCapture). */
   uplinkShed: number;
   reconnects: number;
+  /** Agent audio frames discarded (barge-in: the rest of an interrupted turn). */
+  downlinkDropped: number;
+  /** FFI handles found already dropped by the FFI when released (the FFI closed the object itself). */
+  ffiErrors: number;
+  /** Rooms joined (connect + microphone published) and joins that failed. */
+  connects: number;
+  connectFailures: number;
+  /** Join time (connect + publish) histogram, seconds: counts per CONNECT_BUCKETS upper bound (+Inf last). */
+  connectSeconds: { buckets: number[]; sum: number; count: number };
+  /** Closed sessions by how they ended (see EndKind). */
+  endings: Record<string, number>;
+}
+
+/** Upper bounds (s) of the join-time histogram buckets. */
+export const CONNECT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function newLivekitStats(): LivekitStats {
+  return {
+    sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, reconnects: 0,
+    downlinkDropped: 0, ffiErrors: 0, connects: 0, connectFailures: 0,
+    connectSeconds: { buckets: new Array<number>(CONNECT_BUCKETS.length + 1).fill(0), sum: 0, count: 0 },
+    endings: {},
+  };
+}
+
+/**
+ * How a session ended: 'device' (closed by the gateway: goodbye, MQTT gone, shutdown),
+ * 'agent_left', 'no_agent', 'agent_lost' (did not come back / came back without audio),
+ * 'server_<DisconnectReason>' (the server or the connection ended the room), 'connect_failed',
+ * 'connect_timeout', 'closed_while_connecting'.
+ */
+export type EndKind = string;
+
+function observeConnect(stats: LivekitStats, seconds: number): void {
+  const h = stats.connectSeconds;
+  let i = CONNECT_BUCKETS.findIndex((b) => seconds <= b);
+  if (i < 0) i = CONNECT_BUCKETS.length;
+  h.buckets[i]!++;
+  h.sum += seconds;
+  h.count++;
 }
 
 const SAMPLE_RATE = 48000;
@@ -99,25 +140,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
-/**
- * Releases an rtc-node object's native (FFI) handle now, where a failure can be caught, instead of
- * leaving it to the garbage collector. rtc-node drops handles from a finalizer, and a finalizer that
- * finds its handle already gone throws "trying to drop an invalid handle", which ends the process.
- * That happens to a Room whose connect callback the event loop handled more than 15 s late (the FFI
- * then closes the room and drops its handle itself, and connect() fails); disposing it here marks
- * the wrapper disposed, so the finalizer has nothing left to do. Idempotent.
- */
-export function releaseFfiHandle(obj: unknown): boolean {
-  const o = obj as { ffiHandle?: { dispose?(): void }; ffi_handle?: { dispose?(): void } } | null | undefined;
-  const h = o?.ffiHandle ?? o?.ffi_handle;
-  if (!h?.dispose) return true;
-  try {
-    h.dispose();
-    return true;
-  } catch {
-    return false;
-  }
-}
+// Kept here too for existing importers (bench/e2e/agent.ts).
+export { releaseFfiHandle } from './ffi-release.js';
 
 function httpUrl(url: string): string {
   return url.replace(/^ws(s?):\/\//, 'http$1://');
@@ -154,6 +178,10 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #lastReconnectAt = -Infinity;
   #everHadAgent = false;
   #ending = false;
+  /** open() completed. */
+  #opened = false;
+  /** Why the session ended, once known (see EndKind); 'device' when the gateway closes it first. */
+  #endKind: EndKind | undefined;
   #closed = false;
   #counted = { room: false, source: false, track: false };
 
@@ -175,6 +203,9 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
           }
         : (pcm) => this.emit('audio', pcm, SAMPLE_RATE),
       start: () => this.emit('state', 'speaking'),
+      discarded: () => {
+        this.#stats.downlinkDropped++;
+      },
       end: () => {
         this.emit('audio-end');
         if (this.#agentState !== 'speaking') this.emit('state', this.#agentState === 'thinking' ? 'thinking' : 'listening');
@@ -242,17 +273,22 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       ...(o.dispatch === 'token' && o.agentName ? { dispatchAgentName: o.agentName } : {}),
     });
     const timeout = o.connectTimeoutMs ?? 15_000;
+    const t0 = performance.now();
     try {
+      // Closed while the token was made (gateway shutdown, the hello race): never connect at all,
+      // or the room would join after close() and stay, connected, for good.
+      if (this.#closed) throw Object.assign(new Error('session closed while joining the room'), { code: 'ERR_LIVEKIT_CLOSED' });
       this.#stats.rooms++;
       this.#counted.room = true;
       const connecting = room.connect(o.url, token, { autoSubscribe: false, dynacast: false });
+      dropFfiLogEvents();  // the FfiClient exists now (see ffi-release.ts)
       this.#connecting = connecting;
       const settled = () => {
         if (this.#connecting === connecting) this.#connecting = null;
       };
       connecting.then(settled, settled);
       await withTimeout(connecting, timeout, `joining LiveKit room ${this.roomName}`);
-      if (this.#closed) throw new Error('session closed while joining the room');
+      if (this.#closed) throw Object.assign(new Error('session closed while joining the room'), { code: 'ERR_LIVEKIT_CLOSED' });
       // A short native queue: captureFrame pushes back beyond it, and UplinkCapture drops the
       // oldest, so a network burst from the device does not turn into standing uplink latency.
       this.#source = new AudioSource(this.info.inputSampleRate, 1, 200);
@@ -266,6 +302,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
         timeout,
         'publishing the microphone',
       );
+      if (this.#closed) throw Object.assign(new Error('session closed while joining the room'), { code: 'ERR_LIVEKIT_CLOSED' });
       this.#micSid = pub.sid;
       if (hasMcp) {
         this.#mcp = new McpRelay({
@@ -283,10 +320,16 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
           'creating the agent dispatch',
         );
       }
+      if (this.#closed) throw Object.assign(new Error('session closed while joining the room'), { code: 'ERR_LIVEKIT_CLOSED' });
     } catch (err) {
+      this.#stats.connectFailures++;
+      this.#endKind ??= (err as { code?: string }).code === 'ERR_LIVEKIT_TIMEOUT' ? 'connect_timeout' : 'connect_failed';
       await this.close('failed to join LiveKit');
       throw err;
     }
+    this.#opened = true;
+    this.#stats.connects++;
+    observeConnect(this.#stats, (performance.now() - t0) / 1000);
     for (const p of room.remoteParticipants.values()) this.#considerAgent(p);
     if (!this.#agent) this.#armAgentWait();
     this.#log.info({ room: this.roomName, identity: this.identity, agent: this.#agent?.identity }, 'joined LiveKit room');
@@ -542,7 +585,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#gate.finish();
     // Its last words were received and are queued for the device: let them out before goodbye.
     const grace = speaking ? (this.#o.agentLeaveGraceMs ?? 400) : 0;
-    this.#leaveTimer = setTimeout(() => this.#end('agent left the room'), grace);
+    this.#leaveTimer = setTimeout(() => this.#end('agent left the room', 'agent_left'), grace);
   }
 
   #armAgentWait(): void {
@@ -552,7 +595,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       if (this.#closed || this.#agent) return;
       this.#log.warn({ room: this.roomName, agentName: this.#o.agentName, waitedMs: this.#o.agentJoinTimeoutMs }, 'no agent joined the room');
       this.emit('alert', { status: 'error', message: this.#everHadAgent ? 'voice agent lost' : 'no voice agent available', emotion: 'sad' });
-      this.#end(this.#everHadAgent ? 'the agent did not come back' : 'no agent joined');
+      this.#end(this.#everHadAgent ? 'the agent did not come back' : 'no agent joined', this.#everHadAgent ? 'agent_lost' : 'no_agent');
     }, this.#o.agentJoinTimeoutMs);
   }
 
@@ -574,7 +617,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       if (this.#closed || this.#agent !== agent || this.#stream) return;
       this.#log.warn({ agent: agent.identity, waitedMs: this.#o.agentJoinTimeoutMs, tracks: agent.trackPublications.size }, 'the agent came back without its audio');
       this.emit('alert', { status: 'error', message: 'voice agent lost', emotion: 'sad' });
-      this.#end('the agent came back without its audio');
+      this.#end('the agent came back without its audio', 'agent_lost');
     }, this.#o.agentJoinTimeoutMs);
   }
 
@@ -611,17 +654,22 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #onDisconnected(reason: DisconnectReason): void {
     if (this.#closed) return;
     this.#log.warn({ room: this.roomName, reason }, 'disconnected from LiveKit');
-    this.#end(`disconnected from LiveKit (reason ${reason})`);
+    this.#end(`disconnected from LiveKit (reason ${reason})`, `server_${DisconnectReason[reason] ?? reason}`);
   }
 
   /** The LiveKit side is over: the gateway says goodbye to the device and then calls close(). */
-  #end(reason: string): void {
+  #end(reason: string, kind: EndKind): void {
     if (this.#closed || this.#ending) return;
     this.#ending = true;
+    this.#endKind = kind;
     this.emit('end', reason);
   }
 
-  /** Leaves the room (if it is connected, even half-way) and releases its native handle. Never throws. */
+  /**
+   * Leaves the room if it is still connected, then releases everything it holds in the FFI, whoever
+   * ended it: its listener on the FFI event bus (left behind by rtc-node when the server ended the
+   * room, see ffi-release.ts) and the handles of its participants, publications and tracks. Never throws.
+   */
   async #leaveRoom(timeoutMs: number): Promise<void> {
     const room = this.#room;
     try {
@@ -629,16 +677,24 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     } catch (err) {
       this.#log.warn({ err }, 'leaving the LiveKit room failed');
     }
-    if (!releaseFfiHandle(room)) this.#log.warn({ room: this.roomName }, 'the LiveKit room handle was already gone (the FFI closed the room: its connect was handled too late, event loop overloaded?)');
+    detachRoom(room);
+    room.removeAllListeners();
+    const gone = releaseRoomHandles(room);
+    if (gone > 0) {
+      this.#stats.ffiErrors += gone;
+      this.#log.warn({ room: this.roomName, handles: gone }, 'LiveKit handles were already gone (the FFI closed the room itself: its connect was handled too late, event loop overloaded?)');
+    }
   }
 
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#endKind ??= this.#opened ? 'device' : 'closed_while_connecting';
     this.#clearAgentWait();
     this.#clearAgentAudioWait();
     this.#clearSubscribeRetry();
     if (this.#leaveTimer) clearTimeout(this.#leaveTimer);
+    this.#leaveTimer = null;
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = null;
     this.#gate.close();
@@ -654,16 +710,25 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     // The agent's tracks first: leaving the room drops their native handles on the FFI side (and
     // puts placeholders back), racing a finalizer that drops them at the same time.
     for (const p of room.remoteParticipants.values()) {
-      for (const pub of p.trackPublications.values()) if (pub.track) releaseFfiHandle(pub.track);
+      for (const pub of p.trackPublications.values()) if (pub.track && !releaseFfiHandle(pub.track)) this.#stats.ffiErrors++;
     }
     const connecting = this.#connecting;
+    const countedRoom = this.#counted.room;
+    this.#counted.room = false;
     if (connecting) {
       // Joining timed out but is still under way: leave once it is done, whichever way it ends.
-      void connecting.catch(() => {}).then(() => this.#leaveRoom(5000)).catch(() => {});
+      // The room stays counted until then (stats().rooms is what is really alive).
+      void connecting
+        .catch(() => {})
+        .then(() => this.#leaveRoom(5000))
+        .catch(() => {})
+        .finally(() => {
+          if (countedRoom) this.#stats.rooms--;
+        });
     } else {
       await this.#leaveRoom(5000);
+      if (countedRoom) this.#stats.rooms--;
     }
-    room.removeAllListeners();
     if (this.#track) {
       await this.#track.close(false).catch(() => {});
       this.#track = null;
@@ -674,9 +739,10 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     }
     if (this.#counted.track) this.#stats.tracks--;
     if (this.#counted.source) this.#stats.sources--;
-    if (this.#counted.room) this.#stats.rooms--;
     this.#counted = { room: false, source: false, track: false };
     this.#stats.sessions--;
-    this.#log.debug({ reason, room: this.roomName }, 'LiveKit session closed');
+    const kind = this.#endKind;
+    this.#stats.endings[kind] = (this.#stats.endings[kind] ?? 0) + 1;
+    this.#log.debug({ reason, kind, room: this.roomName }, 'LiveKit session closed');
   }
 }

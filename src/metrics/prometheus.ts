@@ -9,7 +9,7 @@ type MetricValue = { value: number; labels: Record<string, string | number> };
 type Sample = { name: string; help: string; type: 'counter' | 'gauge' | 'histogram'; values: Array<MetricValue & { metricName?: string }>; aggregator: 'sum' };
 
 /** A metric whose samples are computed at scrape time (no per-event bookkeeping in JS). */
-class ScrapeMetric {
+export class ScrapeMetric {
   constructor(
     readonly name: string,
     readonly help: string,

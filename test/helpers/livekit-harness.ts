@@ -14,6 +14,8 @@ export interface LivekitServerHandle {
   apiKey: string;
   apiSecret: string;
   port: number;
+  /** The running server's pid (changes on restart; undefined while it is down). */
+  readonly pid?: number;
   output(): string;
   restart(downMs?: number, signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   kill(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
@@ -33,11 +35,61 @@ export async function livekitServerModule(): Promise<LivekitServerModule> {
   return (await import(pathToFileURL(join(root, 'scripts', 'livekit-server.mjs')).href)) as LivekitServerModule;
 }
 
+// Servers started by this process: killed when it exits, however it exits (a test that throws
+// before its afterAll, a worker that vitest ends), so no livekit-server outlives its tests.
+const running = new Set<LivekitServerHandle>();
+let exitHooked = false;
+
+function killRunningServers(): void {
+  for (const s of running) {
+    const pid = s.pid;
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+  }
+  running.clear();
+}
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.once('exit', killRunningServers);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      killRunningServers();
+      process.removeListener(sig, onSignal);
+      // Default behaviour afterwards (die of the signal) unless someone else handles it.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}
+
 /** Builds (first run: minutes) and starts livekit-server --dev on loopback; fails with go's own words. */
 export async function startLivekit(): Promise<LivekitServerHandle> {
   const m = await livekitServerModule();
   await m.ensureLivekitServer();
-  return m.startLivekitServer({ logLevel: process.env.LIVEKIT_LOG_LEVEL ?? 'warn', echo: Boolean(process.env.LIVEKIT_LOG_LEVEL) });
+  hookExit();
+  const s = await m.startLivekitServer({ logLevel: process.env.LIVEKIT_LOG_LEVEL ?? 'warn', echo: Boolean(process.env.LIVEKIT_LOG_LEVEL) });
+  running.add(s);
+  const stop = s.stop.bind(s);
+  s.stop = async () => {
+    try {
+      await stop();
+    } finally {
+      // Whatever stop() met (a hung halt, an error), the process does not stay behind.
+      const pid = s.pid;
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+      running.delete(s);
+    }
+  };
+  return s;
 }
 
 export const FRAME_16K = 960;
