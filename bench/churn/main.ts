@@ -95,8 +95,8 @@ async function eventLoop(http: number): Promise<{ p99: number; max: number; cpu:
   return { p99: read('nodejs_eventloop_lag_p99_seconds') * 1000, max: read('nodejs_eventloop_lag_max_seconds') * 1000, cpu: read('process_cpu_seconds_total') };
 }
 
-/** Local address of device i: 127.3.<hi>.<lo> (all of 127/8 is loopback on Linux). */
-const sourceOf = (i: number) => `127.3.${(i >> 8) & 0xff}.${(i & 0xff) + 1}`;
+/** Local address of device i: 127.3.<i / 250>.<1..250> (all of 127/8 is loopback on Linux). */
+const sourceOf = (i: number) => `127.3.${Math.floor(i / 250)}.${(i % 250) + 1}`;
 const macOf = (i: number) => `02:cc:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
 
 export async function runChurnBench(argv: string[]): Promise<number> {
