@@ -33,6 +33,7 @@ import {
   normalizeMac,
 } from './credentials.js';
 import { ipLimitKey, normalizeIp } from '../net/address.js';
+import { LogBudget } from '../net/log-budget.js';
 import { KeyedRateLimiter } from '../net/rate-limit.js';
 
 export const OTA_PATHS: readonly string[] = ['/xiaozhi/ota/', '/xiaozhi/ota'];
@@ -228,17 +229,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   if (!Number.isInteger(perIp) || perIp < 1) throw rangeError('ERR_OUT_OF_RANGE', `requestsPerIpPerMinute: expected a positive integer, got ${describe(perIp)}`);
   const limiter = new KeyedRateLimiter({ perMinute: perIp, now });
   const count = options.count ?? (() => {});
-  let rejectLogWindow = -Infinity;
-  let rejectLogLines = 0;
-  const logRejected = (fields: Record<string, unknown>, message: string): void => {
-    const t = now();
-    if (t - rejectLogWindow >= 60_000) {
-      rejectLogWindow = t;
-      rejectLogLines = 0;
-      limiter.sweep();
-    }
-    if (rejectLogLines++ < REJECT_LOG_LINES_PER_MINUTE) log.info(fields, message);
-  };
+  const rejected = new LogBudget(log, REJECT_LOG_LINES_PER_MINUTE, now);
   if (signatureKey === undefined) log.warn('OTA: open auth mode: handing out unsigned credentials (the broker must run with auth mode "open")');
 
   function reply(res: http.ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
@@ -414,7 +405,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
       }
       if (err instanceof HttpError) {
         count('ota_rejected');
-        logRejected({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');
+        rejected.info({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');
         if (err.status === 413) {
           // Stop reading an oversized body: answer, then close the connection.
           reply(res, 413, { error: err.message }, { connection: 'close' });

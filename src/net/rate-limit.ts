@@ -48,16 +48,20 @@ export class KeyedRateLimiter {
   readonly #perMinute: number;
   readonly #now: () => number;
   readonly #maxTracked: number;
+  #lastSweep: number;
 
   constructor(options: KeyedRateLimiterOptions) {
     this.#perMinute = options.perMinute;
     this.#now = options.now;
     this.#maxTracked = options.maxTrackedKeys ?? 100_000;
+    this.#lastSweep = options.now();
   }
 
   /** Takes one token for `key`; false when the key is over its rate. */
   tryConsume(key: string): boolean {
     const now = this.#now();
+    // Full buckets are forgotten once a minute, whoever uses the limiter (no timer of its own).
+    if (now - this.#lastSweep >= 60_000) this.sweep();
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
       if (this.#buckets.size >= this.#maxTracked) this.#evict();
@@ -70,6 +74,7 @@ export class KeyedRateLimiter {
   /** Drops buckets that have refilled completely (they behave exactly like absent ones). */
   sweep(): void {
     const now = this.#now();
+    this.#lastSweep = now;
     for (const [key, bucket] of this.#buckets) if (bucket.isFull(now)) this.#buckets.delete(key);
   }
 
