@@ -98,6 +98,14 @@ Stream* Scheduler::pop_ready_locked() {
   return nullptr;
 }
 
+dsp::BufferPool& Scheduler::pool_for(const Stream* s) { return s->is_uplink() ? pools_.datagram : pools_.pcm; }
+
+void Scheduler::discard_item_locked(Stream* s, InputItem& item) {
+  if (item.slab) pool_for(s).release(item.slab);
+  item.slab = nullptr;
+  forget_item_locked(s, item);
+}
+
 void Scheduler::forget_item_locked(Stream* s, const InputItem& item) {
   if (item.wakes) {
     --s->waking;
@@ -115,8 +123,7 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
     while (victim < s->count && s->ring[(s->head + victim) % cap].kind != ItemKind::kData) ++victim;
     if (victim == s->count) victim = 0;  // only control items queued (cannot happen with cap > 2)
     InputItem& oldest = s->ring[(s->head + victim) % cap];
-    if (oldest.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(oldest.slab);
-    forget_item_locked(s, oldest);
+    discard_item_locked(s, oldest);
     s->prediction_stale = true;
     // Close the hole: shift the control items in front of the victim back by one.
     for (size_t i = victim; i > 0; --i) s->ring[(s->head + i) % cap] = s->ring[(s->head + i - 1) % cap];
@@ -158,7 +165,7 @@ PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, Sampl
   auto it = streams_.find(id);
   if (it == streams_.end()) return PushResult::kUnknownStream;
   Stream* s = it->second;
-  dsp::BufferPool& pool = s->is_uplink() ? pools_.datagram : pools_.pcm;
+  dsp::BufferPool& pool = pool_for(s);
   if (s->is_uplink() && bytes > dsp::kMaxDatagramSize) return PushResult::kTooLarge;
   if (kind == ItemKind::kProbe && !s->is_uplink()) return PushResult::kUnknownStream;
   const uint64_t now = now_ns();
@@ -205,8 +212,7 @@ void Scheduler::drop_queued_locked(Stream* s, Counter reason, bool keep_control)
       s->ring[(s->head + kept++) % cap] = item;
       continue;
     }
-    if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
-    forget_item_locked(s, item);
+    discard_item_locked(s, item);
     if (item.kind == ItemKind::kData) {
       metrics_->add(reason);
       s->prediction_stale = true;
@@ -414,7 +420,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       } catch (const std::exception&) {
         m.add(kDropDecode);
       }
-      if (item.slab) (s->is_uplink() ? pools_.datagram : pools_.pcm).release(item.slab);
+      if (item.slab) pool_for(s).release(item.slab);
       item.slab = nullptr;
     }
     Stream* to_delete = nullptr;

@@ -99,6 +99,11 @@ class Scheduler {
   void enqueue_locked(Stream* s, const InputItem& item);
   // Bookkeeping for an item leaving its stream's queue (taken by a worker or dropped); the caller
   // moves the ring's head and releases the slab.
+  // The pool a stream's input slabs come from (datagrams up, PCM down).
+  dsp::BufferPool& pool_for(const Stream* s);
+  // Every path that throws a queued item away (overflow, close, abort) ends here, so the slab, the
+  // wake counts and the queue depth cannot drift apart.
+  void discard_item_locked(Stream* s, InputItem& item);
   void forget_item_locked(Stream* s, const InputItem& item);
   void drop_queued_locked(Stream* s, Counter reason, bool keep_control);
   void release_result(Result& r);
