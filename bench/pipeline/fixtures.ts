@@ -99,6 +99,12 @@ export function s16Bytes(parts: Int16Array[]): Uint8Array {
  * libopus at 24 kHz (a missing datagram, `undefined`, is concealed), then resampled to 16 kHz for
  * wideband PESQ. Returns the 16 kHz chunks, the resampler's tail last.
  */
+/** A device's decryption: AES-128-CTR over the payload, the 16 header bytes are the IV (PROTOCOL.md §3.1). */
+export function decryptDatagram(key: Uint8Array, datagram: Uint8Array): Buffer {
+  const decipher = createDecipheriv('aes-128-ctr', key, datagram.subarray(0, 16));
+  return Buffer.concat([decipher.update(datagram.subarray(16)), decipher.final()]);
+}
+
 export function decodeLikeDevice(key: Uint8Array, datagrams: readonly (Uint8Array | undefined)[]): Int16Array[] {
   const dec = new OpusDecoder({ sampleRate: 24000, channels: 1 });
   const rs = new Resampler({ inputRate: 24000, outputRate: 16000 });
@@ -106,8 +112,7 @@ export function decodeLikeDevice(key: Uint8Array, datagrams: readonly (Uint8Arra
   for (const d of datagrams) {
     let pcm: Int16Array;
     if (d) {
-      const decipher = createDecipheriv('aes-128-ctr', key, d.subarray(0, 16));
-      pcm = dec.decode(Buffer.concat([decipher.update(d.subarray(16)), decipher.final()]));
+      pcm = dec.decode(decryptDatagram(key, d));
     } else {
       pcm = dec.decode(null, { frameSize: 1440 });
     }

@@ -17,7 +17,7 @@
 // Needs: sox, espeak-ng, flite (apt-get install sox espeak-ng flite) and python3 with
 // `pip install pesq numpy soundfile`.
 import { execFileSync } from 'node:child_process';
-import { createDecipheriv, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ import {
   type OpusSignal,
 } from '../../src/index.js';
 import { packageRoot } from '../../src/native/addon.js';
+import { decryptDatagram } from '../pipeline/fixtures.js';
 
 const RATE = 24000;
 const FRAME = 1440; // 60 ms at 24 kHz
@@ -304,11 +305,7 @@ async function codePipeline(pipeline: AudioPipeline, c: Candidate, pcm: Int16Arr
     stream.flush();
   });
   stream?.close();
-  // AES-128-CTR, the 16 header bytes are the IV (PROTOCOL.md 3.1).
-  const packets = datagrams.map((d) => {
-    const dc = createDecipheriv('aes-128-ctr', KEY, d.subarray(0, 16));
-    return Buffer.concat([dc.update(d.subarray(16)), dc.final()]);
-  });
+  const packets = datagrams.map((d) => decryptDatagram(KEY, d));
   if (packets.length !== padded.length / FRAME) throw new Error(`${c.label}: ${packets.length} packets for ${padded.length / FRAME} frames`);
   return { pcm: decodeAll(packets, pcm.length, delay), packets };
 }
