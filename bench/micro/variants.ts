@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import type { OpusEncoder as DiscordOpusEncoder } from '@discordjs/opus';
 import { AesCtr, f32ToS16, OpusDecoder, OpusEncoder, packet, Resampler, supportedSimdLevels } from '../../src/index.js';
 import { native } from '../../src/native/addon.js';
+import { DEFAULT_DOWNLINK_ENCODER } from '../../src/native/pipeline.js';
 import type { Variant } from './harness.js';
 import { frames, speech, toFloat32 } from './fixtures.js';
 import type { MissingBaseline, StageId } from './protocol.js';
@@ -63,7 +64,10 @@ export async function setupStage(stage: StageId): Promise<StageSetup> {
     case 'convert': return convertStage();
     case 'resample-16k-48k': return resampleStage(16000, 48000, 960);
     case 'resample-48k-24k': return resampleStage(48000, 24000, 2880);
-    case 'opus-encode': return opusEncodeStage();
+    case 'opus-encode':
+    case 'opus-encode-c10':
+    case 'opus-encode-voip':
+    case 'opus-encode-gateway': return opusEncodeStage(ENCODE_SETTINGS[stage]);
     case 'opus-decode': return opusDecodeStage();
     case 'aes-ctr': return aesStage();
     case 'packet': return packetStage();
@@ -185,8 +189,13 @@ async function resampleStage(inputRate: 16000 | 48000, outputRate: 48000 | 24000
 // ---------------------------------------------------------------------------------------------
 // Opus
 
-// libopus CTL request numbers (opus_defines.h), for @discordjs/opus's applyEncoderCTL.
+// libopus CTL request numbers and values (opus_defines.h), for @discordjs/opus's applyEncoderCTL.
+const OPUS_SET_APPLICATION_REQUEST = 4000;
+const OPUS_SET_BITRATE_REQUEST = 4002;
 const OPUS_SET_COMPLEXITY_REQUEST = 4010;
+const OPUS_SET_SIGNAL_REQUEST = 4024;
+const OPUS_APPLICATION_VOIP = 2048;
+const OPUS_SIGNAL_VOICE = 3001;
 
 /**
  * The predecessor ran `new OpusEncoder(24000, 1)` from @discordjs/opus with no CTLs. Its binding
@@ -210,12 +219,44 @@ export const DOWNLINK_OPUS = {
   signal: 'auto',
 } as const;
 
-function opusEncodeStage(): StageSetup {
+/** The encoder settings an encode stage runs, on both sides (ours and the 1.3.1 baseline). */
+interface EncodeSettings {
+  application: 'audio' | 'voip';
+  complexity: number;
+  /** undefined = OPUS_AUTO. */
+  bitrate?: number;
+  signal: 'auto' | 'voice';
+  text: string;
+}
+
+export const ENCODE_SETTINGS: Record<'opus-encode' | 'opus-encode-c10' | 'opus-encode-voip' | 'opus-encode-gateway', EncodeSettings> = {
+  'opus-encode': { application: 'audio', complexity: 9, signal: 'auto', text: 'application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults, the predecessor)' },
+  'opus-encode-c10': { application: 'audio', complexity: 10, signal: 'auto', text: 'application audio, bitrate OPUS_AUTO, complexity 10, constrained VBR, fullband, signal auto, no FEC/DTX' },
+  'opus-encode-voip': { application: 'voip', complexity: 9, signal: 'auto', text: 'application voip, bitrate OPUS_AUTO, complexity 9, constrained VBR, fullband, signal auto, no FEC/DTX' },
+  // The gateway's own downlink default (DEFAULT_DOWNLINK_ENCODER in src/native/pipeline.ts).
+  'opus-encode-gateway': { application: DEFAULT_DOWNLINK_ENCODER.application as 'voip', complexity: DEFAULT_DOWNLINK_ENCODER.complexity, bitrate: DEFAULT_DOWNLINK_ENCODER.bitrate, signal: DEFAULT_DOWNLINK_ENCODER.signal as 'voice', text: `the gateway's downlink default: application ${DEFAULT_DOWNLINK_ENCODER.application}, complexity ${DEFAULT_DOWNLINK_ENCODER.complexity}, ${DEFAULT_DOWNLINK_ENCODER.bitrate / 1000} kbit/s constrained VBR, signal ${DEFAULT_DOWNLINK_ENCODER.signal}, no FEC/DTX` },
+};
+
+function ourEncoder(e: EncodeSettings): OpusEncoder {
+  return new OpusEncoder({ ...DOWNLINK_OPUS, application: e.application, complexity: e.complexity, signal: e.signal, ...(e.bitrate === undefined ? {} : { bitrate: e.bitrate }) });
+}
+
+/** @discordjs/opus always creates an AUDIO encoder; everything else is set by CTL before the first frame. */
+function baselineEncoder(Discord: typeof DiscordOpusEncoder, e: EncodeSettings): DiscordOpusEncoder {
+  const enc = new Discord(24000, 1);
+  if (e.application === 'voip') enc.applyEncoderCTL(OPUS_SET_APPLICATION_REQUEST, OPUS_APPLICATION_VOIP);
+  enc.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, e.complexity);
+  if (e.bitrate !== undefined) enc.applyEncoderCTL(OPUS_SET_BITRATE_REQUEST, e.bitrate);
+  if (e.signal === 'voice') enc.applyEncoderCTL(OPUS_SET_SIGNAL_REQUEST, OPUS_SIGNAL_VOICE);
+  return enc;
+}
+
+function opusEncodeStage(e: EncodeSettings): StageSetup {
   const discord = loadDiscordOpus();
   const sp = speech(24000);
   const inputs = frames(sp.samples, 1440);
   const buffers = inputs.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
-  const ours = new OpusEncoder({ ...DOWNLINK_OPUS });
+  const ours = ourEncoder(e);
   const bytes = { ours: 0, oursN: 0, theirs: 0, theirsN: 0 };
   const nextO = cycle(inputs), nextT = cycle(buffers);
   const mean = (b: number, n: number): number => (n === 0 ? 0 : Math.round((b / n) * 10) / 10);
@@ -237,12 +278,10 @@ function opusEncodeStage(): StageSetup {
     frames: inputs.length,
   };
   if (!discord) {
-    facts.settings = 'application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)';
+    facts.settings = e.text;
     return { variants, missingBaselines: [DISCORD_MISSING], facts, warnings: speechWarnings(sp) };
   }
-  const { OpusEncoder: Discord } = discord;
-  const theirs: DiscordOpusEncoder = new Discord(24000, 1);
-  theirs.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
+  const theirs = baselineEncoder(discord.OpusEncoder, e);
   variants.push({
     name: V.discord,
     role: 'baseline',
@@ -259,9 +298,8 @@ function opusEncodeStage(): StageSetup {
   // both sides were 1.3.1). Equal settings show as the same TOC byte (mode, bandwidth, frame size)
   // on (nearly) every packet. The byte totals are reported, not expected equal: with OPUS_AUTO on
   // the 24 kHz fixture 1.5.2 spent 16 % fewer bytes than 1.3.1 (165 vs 198 per packet, first run).
-  const a = new OpusEncoder({ ...DOWNLINK_OPUS });
-  const b: DiscordOpusEncoder = new Discord(24000, 1);
-  b.applyEncoderCTL(OPUS_SET_COMPLEXITY_REQUEST, DOWNLINK_OPUS.complexity);
+  const a = ourEncoder(e);
+  const b = baselineEncoder(discord.OpusEncoder, e);
   let same = 0, sameToc = 0;
   let sizeA = 0, sizeB = 0;
   const check = Math.min(100, inputs.length);
@@ -274,7 +312,7 @@ function opusEncodeStage(): StageSetup {
     if (pa[0] === pb[0]) sameToc++;
   }
   a.close();
-  facts.settings = 'both: application audio, bitrate OPUS_AUTO, complexity 9, constrained VBR, max bandwidth fullband, signal auto, no FEC/DTX (= @discordjs/opus defaults)';
+  facts.settings = `both: ${e.text}`;
   facts['same TOC byte (fresh encoders)'] = `${sameToc}/${check}`;
   facts['identical packets (libopus 1.5.2 vs 1.3.1: not expected)'] = `${same}/${check}`;
   facts['bytes over those frames ours/baseline'] = `${sizeA}/${sizeB}`;
