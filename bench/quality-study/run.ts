@@ -14,11 +14,18 @@
 //    on VOIP costs what restricted-lowdelay costs.
 // 4. Prints a markdown table and a recommendation (default setting + ladder).
 //
+// --codec both: instead of the study, the libopus comparison (issue 14). The gateway's default, each
+// rung of its ladder and the predecessor's setting, each encoded by our addon (the libopus it builds)
+// and by @discordjs/opus (a devDependency that bundles libopus 1.3.1), both decoded by our decoder,
+// PESQ-WB per utterance; per setting the paired difference between the two encoders with its 95 % CI.
+// No CPU timing (bench opus-encode does that).
+//
 // Needs: sox, espeak-ng, flite (apt-get install sox espeak-ng flite) and python3 with
 // `pip install pesq numpy soundfile`.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -34,6 +41,8 @@ import {
 } from '../../src/index.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { decryptDatagram } from '../pipeline/fixtures.js';
+
+const require = createRequire(import.meta.url);
 
 const RATE = 24000;
 const FRAME = 1440; // 60 ms at 24 kHz
@@ -55,10 +64,12 @@ interface Args {
   /** Keep the decoded 16 kHz wavs in .cache/degraded (≈ 300 MB for the full study). */
   keepAudio: boolean;
   json: string;
+  /** 'both': the libopus comparison (ours against @discordjs/opus's 1.3.1) instead of the study. */
+  codec: 'ours' | 'both';
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 3, frames: 0, block: 12, quality: true, timing: true, pipelineCheck: true, quick: false, keepAudio: false, json: join(CACHE, 'results.json') };
+  const a: Args = { runs: 3, frames: 0, block: 12, quality: true, timing: true, pipelineCheck: true, quick: false, keepAudio: false, json: join(CACHE, 'results.json'), codec: 'ours' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const num = (): number => {
@@ -76,9 +87,15 @@ function parseArgs(argv: string[]): Args {
       case '--quick': a.quick = true; break;
       case '--keep-audio': a.keepAudio = true; break;
       case '--json': a.json = argv[++i] ?? a.json; break;
+      case '--codec': {
+        const v = argv[++i];
+        if (v !== 'ours' && v !== 'both') throw new Error('--codec: expected ours or both');
+        a.codec = v;
+        break;
+      }
       case '--help':
       case '-h':
-        console.log('usage: node dist/bench/quality-study/run.js [--runs N] [--frames N] [--block N] [--quick] [--keep-audio] [--no-quality] [--no-timing] [--no-pipeline-check] [--json FILE]');
+        console.log('usage: node dist/bench/quality-study/run.js [--runs N] [--frames N] [--block N] [--quick] [--keep-audio] [--no-quality] [--no-timing] [--no-pipeline-check] [--json FILE] [--codec ours|both]');
         process.exit(0);
         break;
       default:
@@ -183,7 +200,17 @@ interface Candidate {
   predecessor: boolean;
   /** Spot check only (not a default/ladder option): signal auto on voip, forced CELT on audio. */
   spot: boolean;
+  /** Which libopus encodes: our addon's, or @discordjs/opus's 1.3.1 (--codec both). */
+  libopus: Libopus;
+  /** --codec both: what the setting is to the gateway (default, rung n, predecessor). */
+  role?: string;
+  /** Ours only: encode through an AudioPipeline downlink (20 ms parts) even when not celtOnly. */
+  viaPipeline?: boolean;
+  /** undefined = libopus's default (VBR). */
+  vbr?: boolean;
 }
+
+type Libopus = 'ours' | '1.3.1';
 
 const APP_SHORT: Record<OpusApplication, string> = { voip: 'voip', audio: 'audio', 'restricted-lowdelay': 'rld' };
 
@@ -191,11 +218,11 @@ function label(c: Omit<Candidate, 'label'>): string {
   const app = c.celtOnly ? `${APP_SHORT[c.application]}+celt` : APP_SHORT[c.application];
   const br = c.bitrate === undefined ? 'auto(25k)' : `${c.bitrate / 1000}k`;
   const sig = c.application === 'restricted-lowdelay' || c.celtOnly ? '' : ` ${c.signal}`;
-  return `${app} c${c.complexity} ${br}${sig}${c.predecessor ? ' **predecessor**' : ''}`;
+  return `${app} c${c.complexity} ${br}${sig}${c.predecessor ? ' **predecessor**' : ''}${c.vbr === false ? ' cbr' : ''}${c.libopus === '1.3.1' ? ' [1.3.1]' : ''}`;
 }
 
-function cand(c: Omit<Candidate, 'label' | 'predecessor' | 'spot'> & { predecessor?: boolean; spot?: boolean }): Candidate {
-  const full = { predecessor: false, spot: false, ...c };
+function cand(c: Omit<Candidate, 'label' | 'predecessor' | 'spot' | 'libopus'> & { predecessor?: boolean; spot?: boolean; libopus?: Libopus }): Candidate {
+  const full = { predecessor: false, spot: false, libopus: 'ours' as Libopus, ...c };
   return { ...full, label: label(full) };
 }
 
@@ -231,7 +258,14 @@ function lookahead(c: Candidate): number {
   return RATE / 400 + (c.application === 'restricted-lowdelay' ? 0 : RATE / 250);
 }
 
-function makeEncoder(c: Candidate): OpusEncoder {
+/** One 60 ms frame in, one Opus packet out. */
+interface FrameEncoder {
+  encode(pcm: Int16Array): Uint8Array;
+  close(): void;
+}
+
+function makeEncoder(c: Candidate): FrameEncoder {
+  if (c.libopus === '1.3.1') return makeEncoder131(c);
   if (c.celtOnly) throw new Error(`${c.label}: forced CELT needs the pipeline`);
   return new OpusEncoder({
     sampleRate: RATE,
@@ -240,7 +274,57 @@ function makeEncoder(c: Candidate): OpusEncoder {
     complexity: c.complexity,
     signal: c.signal,
     ...(c.bitrate === undefined ? {} : { bitrate: c.bitrate }),
+    ...(c.vbr === undefined ? {} : { vbr: c.vbr }),
   });
+}
+
+// libopus request numbers (include/opus_defines.h, src/opus_private.h; the same in 1.3.1 and 1.5.2).
+const CTL = Object.freeze({
+  setApplication: 4000,
+  setBitrate: 4002,
+  setVbr: 4006,
+  setComplexity: 4010,
+  setSignal: 4024,
+  /** Private (src/opus_private.h): what our Encoder::set_celt_only sends, with MODE_CELT_ONLY. */
+  setForceMode: 11002,
+});
+const OPUS_APPLICATION = { voip: 2048, audio: 2049, 'restricted-lowdelay': 2051 } as const;
+const OPUS_SIGNAL = { auto: -1000, voice: 3001, music: 3002 } as const;
+const MODE_CELT_ONLY = 1002;
+
+type DiscordOpus = typeof import('@discordjs/opus');
+let discordOpus: DiscordOpus | undefined;
+
+/**
+ * @discordjs/opus 0.10 creates its encoder on first use with OPUS_APPLICATION_AUDIO and applies no
+ * request, so libopus 1.3.1's defaults hold (VBR, constrained, complexity 9, bitrate and signal auto:
+ * what our Encoder also sets, apart from the fields below). OPUS_SET_APPLICATION is accepted before
+ * the first frame, and 1.3.1's opus_encoder_init sets nothing else from the application, so setting
+ * it is the same as creating the encoder with it. The predecessor row applies no request at all.
+ */
+function makeEncoder131(c: Candidate): FrameEncoder {
+  if (discordOpus === undefined) {
+    try {
+      discordOpus = require('@discordjs/opus') as DiscordOpus;
+    } catch (err) {
+      throw new Error(`--codec both needs the devDependency @discordjs/opus (libopus 1.3.1): ${(err as Error).message}`);
+    }
+  }
+  const enc = new discordOpus.OpusEncoder(RATE, 1);
+  if (!c.predecessor) {
+    enc.applyEncoderCTL(CTL.setApplication, OPUS_APPLICATION[c.application]);
+    enc.applyEncoderCTL(CTL.setBitrate, c.bitrate ?? -1000);
+    enc.applyEncoderCTL(CTL.setComplexity, c.complexity);
+    enc.applyEncoderCTL(CTL.setSignal, OPUS_SIGNAL[c.signal]);
+    if (c.vbr !== undefined) enc.applyEncoderCTL(CTL.setVbr, c.vbr ? 1 : 0);
+    if (c.celtOnly) enc.applyEncoderCTL(CTL.setForceMode, MODE_CELT_ONLY);
+  } else if (c.application !== 'audio' || c.complexity !== 9 || c.bitrate !== undefined || c.signal !== 'auto' || c.celtOnly) {
+    throw new Error(`${c.label}: the predecessor row must be libopus 1.3.1's defaults`);
+  }
+  return {
+    encode: (pcm) => enc.encode(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)),
+    close: () => {},
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,6 +334,8 @@ interface Coded {
   /** Decoded 24 kHz output, delay-trimmed to the input's length. */
   pcm: Int16Array;
   packets: Buffer[];
+  /** Frames coded as three 20 ms parts joined into one packet (the pipeline's way for VBR hybrid/CELT). */
+  partFrames: number;
 }
 
 function padForDelay(pcm: Int16Array, delay: number): Int16Array {
@@ -278,7 +364,51 @@ function codeDirect(c: Candidate, pcm: Int16Array): Coded {
   const packets: Buffer[] = [];
   for (let off = 0; off < padded.length; off += FRAME) packets.push(Buffer.from(enc.encode(padded.subarray(off, off + FRAME))));
   enc.close();
-  return { pcm: decodeAll(packets, pcm.length, delay), packets };
+  return { pcm: decodeAll(packets, pcm.length, delay), packets, partFrames: 0 };
+}
+
+const PART = FRAME / 3; // 20 ms
+
+/**
+ * One 60 ms packet from three 20 ms packets of the same configuration (RFC 6716 3.2.5, code 3), as
+ * the pipeline's FramePartsEncoder does with opus_repacketizer for VBR hybrid and CELT frames.
+ */
+function joinParts(parts: Uint8Array[]): Buffer {
+  const toc = parts[0]![0]! & 0xfc;
+  if (parts.some((p) => (p[0]! & 0xfc) !== toc)) throw new Error('20 ms parts of one frame changed mode or bandwidth: they cannot share a packet');
+  const bodies = parts.map((p) => p.subarray(1));
+  const cbr = bodies.every((b) => b.length === bodies[0]!.length);
+  const head = [toc | 3, (cbr ? 0 : 0x80) | parts.length];
+  if (!cbr) {
+    for (const b of bodies.slice(0, -1)) {
+      if (b.length < 252) head.push(b.length);
+      else head.push(252 + (b.length & 3), (b.length - 252 - (b.length & 3)) >> 2);
+    }
+  }
+  return Buffer.concat([Buffer.from(head), ...bodies]);
+}
+
+/**
+ * The 1.3.1 side of the forced-CELT rungs, framed as the pipeline frames ours: each 60 ms frame is
+ * three opus_encode calls of 20 ms joined into one packet (a forced-CELT frame never changes mode
+ * inside a frame, so the pipeline never recodes it whole; codePipeline counts that).
+ */
+function codeParts131(c: Candidate, pcm: Int16Array): Coded {
+  const delay = lookahead(c);
+  const padded = padForDelay(pcm, delay);
+  const enc = makeEncoder(c);
+  const packets: Buffer[] = [];
+  for (let off = 0; off < padded.length; off += FRAME) {
+    packets.push(joinParts([0, 1, 2].map((k) => Uint8Array.from(enc.encode(padded.subarray(off + k * PART, off + (k + 1) * PART))))));
+  }
+  enc.close();
+  return { pcm: decodeAll(packets, pcm.length, delay), packets, partFrames: packets.length };
+}
+
+/** Encodes one utterance the way the candidate says (direct, through the pipeline, or in parts). */
+async function codeCandidate(pipeline: AudioPipeline, c: Candidate, pcm: Int16Array): Promise<Coded> {
+  if (c.libopus === '1.3.1') return c.celtOnly ? codeParts131(c, pcm) : codeDirect(c, pcm);
+  return c.celtOnly || c.viaPipeline ? codePipeline(pipeline, c, pcm) : codeDirect(c, pcm);
 }
 
 const KEY = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
@@ -289,6 +419,7 @@ async function codePipeline(pipeline: AudioPipeline, c: Candidate, pcm: Int16Arr
   const padded = padForDelay(pcm, delay);
   const datagrams: Buffer[] = [];
   let stream: ReturnType<AudioPipeline['createDownlink']> | undefined;
+  const before = pipeline.metrics().counters;
   await new Promise<void>((resolve) => {
     stream = pipeline.createDownlink({
       key: KEY,
@@ -297,7 +428,7 @@ async function codePipeline(pipeline: AudioPipeline, c: Candidate, pcm: Int16Arr
       deviceRate: RATE,
       frameMs: 60,
       adaptive: false,
-      encoder: { application: c.application, complexity: c.complexity, signal: c.signal, celtOnly: c.celtOnly, ...(c.bitrate === undefined ? {} : { bitrate: c.bitrate }) },
+      encoder: { application: c.application, complexity: c.complexity, signal: c.signal, celtOnly: c.celtOnly, ...(c.bitrate === undefined ? {} : { bitrate: c.bitrate }), ...(c.vbr === undefined ? {} : { vbr: c.vbr }) },
       onPacket: (p: DownlinkPacket) => datagrams.push(Buffer.from(p.datagram)),
       onTurnEnd: () => resolve(),
     });
@@ -307,7 +438,9 @@ async function codePipeline(pipeline: AudioPipeline, c: Candidate, pcm: Int16Arr
   stream?.close();
   const packets = datagrams.map((d) => decryptDatagram(KEY, d));
   if (packets.length !== padded.length / FRAME) throw new Error(`${c.label}: ${packets.length} packets for ${padded.length / FRAME} frames`);
-  return { pcm: decodeAll(packets, pcm.length, delay), packets };
+  const after = pipeline.metrics().counters;
+  const partFrames = (after.downlink_frames_coded_in_parts ?? 0) - (before.downlink_frames_coded_in_parts ?? 0);
+  return { pcm: decodeAll(packets, pcm.length, delay), packets, partFrames };
 }
 
 /** Lag (samples) maximizing the cross-correlation of y against x: checks the delay trim. */
@@ -350,42 +483,53 @@ interface QualityResult {
   perUtterance: Record<string, number>;
   bytesPerFrame: number;
   modes: string;
+  /** Share of frames coded in 20 ms parts (0 = every frame one 60 ms opus_encode). */
+  partsShare: number;
 }
 
-async function measureQuality(cands: Candidate[], speech: Speech[], keepAudio: boolean): Promise<Map<Candidate, QualityResult>> {
+async function measureQuality(cands: Candidate[], speech: Speech[], keepAudio: boolean, packetsOut?: Map<Candidate, Buffer[]>): Promise<Map<Candidate, QualityResult>> {
   const degDir = join(CACHE, 'degraded');
   rmSync(degDir, { recursive: true, force: true });
   mkdirSync(degDir, { recursive: true });
   const pipeline = new AudioPipeline({ maxWorkers: 1, adaptive: false, downlinkQueueCapacity: 16384 });
   const pairs: { ref: string; deg: string }[] = [];
   const owner: { c: Candidate; u: string }[] = [];
-  const bytes = new Map<Candidate, { total: number; frames: number; packets: Buffer[] }>();
+  const bytes = new Map<Candidate, { total: number; frames: number; packets: Buffer[]; partFrames: number }>();
   const t0 = Date.now();
 
   // Sanity checks: the delay trim is right on both paths, and the pipeline's encoder is ours.
   const probe = speech[0]!;
-  for (const c of [cands.find((x) => x.application === 'voip' && !x.celtOnly), cands.find((x) => x.application === 'restricted-lowdelay'), cands.find((x) => x.celtOnly)]) {
+  const probes = (['ours', '1.3.1'] as const).flatMap((lib) => {
+    const mine = cands.filter((x) => x.libopus === lib);
+    return [mine.find((x) => x.application === 'voip' && !x.celtOnly), mine.find((x) => x.application === 'restricted-lowdelay'), mine.find((x) => x.celtOnly)];
+  });
+  for (const c of probes) {
     if (!c) continue;
-    const coded = c.celtOnly ? await codePipeline(pipeline, c, probe.pcm) : codeDirect(c, probe.pcm);
+    const coded = await codeCandidate(pipeline, c, probe.pcm);
     const lag = bestLag(probe.pcm, coded.pcm, 480);
     console.error(`[quality] delay check ${c.label}: residual lag after trimming ${lookahead(c)} samples = ${lag}`);
     if (Math.abs(lag) > 2) throw new Error(`${c.label}: decoded output misaligned by ${lag} samples`);
   }
   {
-    const c = cand({ application: DEFAULT_DOWNLINK_ENCODER.application, celtOnly: false, complexity: DEFAULT_DOWNLINK_ENCODER.complexity, bitrate: DEFAULT_DOWNLINK_ENCODER.bitrate, signal: DEFAULT_DOWNLINK_ENCODER.signal });
+    // CBR, because the pipeline codes VBR hybrid/CELT frames in 20 ms parts (FramePartsEncoder) and
+    // a CBR frame whole, as OpusEncoder does: byte-identical packets then say the pipeline's encoder
+    // is ours, configured alike.
+    const c = cand({ application: DEFAULT_DOWNLINK_ENCODER.application, celtOnly: false, complexity: DEFAULT_DOWNLINK_ENCODER.complexity, bitrate: DEFAULT_DOWNLINK_ENCODER.bitrate, signal: DEFAULT_DOWNLINK_ENCODER.signal, vbr: false });
     const a = codeDirect(c, probe.pcm).packets;
     const b = (await codePipeline(pipeline, c, probe.pcm)).packets;
     const same = a.filter((p, i) => b[i] !== undefined && p.equals(b[i]!)).length;
     console.error(`[quality] pipeline vs OpusEncoder (${c.label}): ${same}/${a.length} packets byte-identical`);
     if (same !== a.length || a.length !== b.length) throw new Error('the pipeline encoder does not match OpusEncoder: the forced-CELT rows would not be comparable');
+    console.error('[quality] note: with VBR the pipeline codes hybrid and CELT frames in 20 ms parts, so its forced-CELT rows are framed that way');
   }
 
   for (const [ci, c] of cands.entries()) {
-    const agg = { total: 0, frames: 0, packets: [] as Buffer[] };
+    const agg = { total: 0, frames: 0, packets: [] as Buffer[], partFrames: 0 };
     for (const s of speech) {
-      const coded = c.celtOnly ? await codePipeline(pipeline, c, s.pcm) : codeDirect(c, s.pcm);
+      const coded = await codeCandidate(pipeline, c, s.pcm);
       for (const p of coded.packets) agg.total += p.length;
       agg.frames += coded.packets.length;
+      agg.partFrames += coded.partFrames;
       agg.packets.push(...coded.packets);
       const deg = join(degDir, `c${String(ci).padStart(3, '0')}-${s.utt.id}-16k.wav`);
       const raw = Buffer.from(coded.pcm.buffer, coded.pcm.byteOffset, coded.pcm.byteLength);
@@ -394,6 +538,7 @@ async function measureQuality(cands: Candidate[], speech: Speech[], keepAudio: b
       owner.push({ c, u: s.utt.id });
     }
     bytes.set(c, agg);
+    packetsOut?.set(c, agg.packets);
   }
   pipeline.close();
   console.error(`[quality] encoded ${cands.length} settings x ${speech.length} utterances in ${((Date.now() - t0) / 1000).toFixed(1)} s; scoring with PESQ...`);
@@ -447,6 +592,7 @@ async function measureQuality(cands: Candidate[], speech: Speech[], keepAudio: b
       perUtterance: r,
       bytesPerFrame: b.total / b.frames,
       modes: modeMix(b.packets),
+      partsShare: b.partFrames / b.frames,
     });
   }
   return out;
@@ -863,12 +1009,107 @@ function recommend(rows: Row[], pred: Row, maxBitrate: number): Recommendation {
 }
 
 // ---------------------------------------------------------------------------------------------
+// --codec both: our libopus against 1.3.1 at the settings the gateway uses
+
+interface ComparisonPair {
+  role: string;
+  ours: Candidate;
+  old: Candidate;
+}
+
+/**
+ * The predecessor's setting, the gateway's default and every ladder rung, each by both encoders in
+ * the same framing: whole 60 ms opus_encode calls, except forced CELT, which only our pipeline can
+ * set and which it codes in 20 ms parts (the 1.3.1 side is then coded in the same parts). Then the
+ * default and the hybrid rungs once more as the gateway really codes them (through the pipeline, in
+ * parts when the frame is hybrid), against 1.3.1 in whole 60 ms frames.
+ */
+function comparisonPairs(): ComparisonPair[] {
+  const d = DEFAULT_DOWNLINK_ENCODER;
+  const settings: { role: string; c: Parameters<typeof cand>[0] }[] = [
+    { role: 'predecessor', c: { application: 'audio', celtOnly: false, complexity: 9, bitrate: undefined, signal: 'auto', predecessor: true } },
+    { role: 'default', c: { application: d.application, celtOnly: false, complexity: d.complexity, bitrate: d.bitrate, signal: d.signal } },
+    // A rung keeps the stream's application and signal; its bitrate replaces the stream's when set.
+    ...DEFAULT_ENCODER_LADDER.map((r, i) => ({
+      role: `rung ${i + 1}`,
+      c: { application: d.application, celtOnly: r.celtOnly, complexity: r.complexity, bitrate: r.bitrate ?? d.bitrate, signal: d.signal },
+    })),
+  ];
+  const pairs: ComparisonPair[] = settings.map(({ role, c }) => ({ role, ours: { ...cand(c), role }, old: { ...cand({ ...c, libopus: '1.3.1' }), role } }));
+  for (const p of [...pairs]) {
+    if (p.ours.predecessor || p.ours.celtOnly) continue;
+    pairs.push({ role: `${p.role}, as the gateway codes it`, ours: { ...p.ours, viaPipeline: true, role: `${p.role} (pipeline)` }, old: p.old });
+  }
+  return pairs;
+}
+
+function meanCi(xs: number[]): { mean: number; half: number } {
+  const n = xs.length;
+  const mean = xs.reduce((a, x) => a + x, 0) / n;
+  const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / Math.max(1, n - 1));
+  return { mean, half: ((T95[n - 1] ?? 1.96) * sd) / Math.sqrt(n) };
+}
+
+function discordOpusVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot, 'node_modules', '@discordjs', 'opus', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+const framing = (q: QualityResult): string => (q.partsShare === 0 ? '60 ms' : `20 ms parts ${Math.round(q.partsShare * 100)}%`);
+
+async function compareLibopus(speech: Speech[], seconds: number, args: Args): Promise<void> {
+  const pairs = comparisonPairs();
+  const cands = [...new Set(pairs.flatMap((p) => [p.ours, p.old]))];
+  const ours = opusVersion();
+  const v = ours.replace('libopus ', '');
+  const cpuModel = cpus()[0]?.model ?? '?';
+  console.error(`[compare] ${speech.length} utterances, ${seconds.toFixed(1)} s of speech; ${cands.length} encodings; ours ${ours}, @discordjs/opus ${discordOpusVersion()} (libopus 1.3.1); decoder: ours`);
+  const packets = new Map<Candidate, Buffer[]>();
+  const quality = await measureQuality(cands, speech, args.keepAudio, packets);
+  const lines = [
+    `Speech: ${speech.length} TTS utterances, ${seconds.toFixed(1)} s at 24 kHz mono, 60 ms frames. Encoders: ours (${ours}) and @discordjs/opus ${discordOpusVersion()} (libopus 1.3.1), same settings; decoder: ours for both, at 24 kHz. Score: PESQ-WB (P.862.2) MOS-LQO per utterance. ± = 95 % CI (Student t over the ${speech.length} utterances; Δ paired by utterance). Machine: ${cpuModel} x${cpus().length}, node ${process.version}.`,
+    '',
+    `| role | setting | PESQ-WB ${v} mean ± CI (min) | PESQ-WB 1.3.1 mean ± CI (min) | Δ (${v} − 1.3.1) | verdict | bytes/frame ${v} / 1.3.1 | identical packets | framing ${v} / 1.3.1 | Opus modes ${v} / 1.3.1 |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const rows: unknown[] = [];
+  const losses: string[] = [];
+  for (const { role, ours: a, old: b } of pairs) {
+    const qa = quality.get(a)!;
+    const qb = quality.get(b)!;
+    const ca = meanCi(Object.values(qa.perUtterance));
+    const cb = meanCi(Object.values(qb.perUtterance));
+    const d = pairedDelta(qa, qb);
+    const loss = d.mean + d.half < 0;
+    const verdict = loss ? '**loss** (beyond the CI)' : d.mean - d.half > 0 ? 'gain (beyond the CI)' : 'same within the CI';
+    if (loss) losses.push(`${role} (${fmtDelta(d)})`);
+    const pa = packets.get(a)!;
+    const pb = packets.get(b)!;
+    const same = pa.filter((p, k) => pb[k] !== undefined && p.equals(pb[k]!)).length;
+    const name = a.label.replace(' **predecessor**', '');
+    lines.push(`| ${role} | ${name} | ${f2(ca.mean)} ± ${f2(ca.half)} (${f2(qa.mosMin)}) | ${f2(cb.mean)} ± ${f2(cb.half)} (${f2(qb.mosMin)}) | ${fmtDelta(d)} | ${verdict} | ${qa.bytesPerFrame.toFixed(1)} / ${qb.bytesPerFrame.toFixed(1)} | ${same}/${pa.length} | ${framing(qa)} / ${framing(qb)} | ${qa.modes} / ${qb.modes} |`);
+    rows.push({ role, setting: name, ours: qa, libopus131: qb, delta: d, identicalPackets: same, packets: pa.length });
+  }
+  lines.push('');
+  lines.push(losses.length === 0
+    ? 'No setting loses against 1.3.1 beyond the 95 % CI.'
+    : `LOSS against 1.3.1 beyond the 95 % CI: ${losses.join('; ')}.`);
+  console.log(lines.join('\n'));
+  writeFileSync(args.json, JSON.stringify({ machine: { cpu: cpuModel, cores: cpus().length, node: process.version, opus: ours, baseline: `@discordjs/opus ${discordOpusVersion()}` }, speechSeconds: seconds, rows }, null, 1));
+  console.error(`[compare] JSON: ${args.json}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   mkdirSync(CACHE, { recursive: true });
   const speech = renderSpeech();
   const seconds = speech.reduce((a, s) => a + s.pcm.length, 0) / RATE;
+  if (args.codec === 'both') return compareLibopus(speech, seconds, args);
   const cands = candidates(args.quick);
   const cpuModel = cpus()[0]?.model ?? '?';
   const load0 = loadavg();
