@@ -24,6 +24,8 @@ import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, Publ
 import type { Logger } from 'pino';
 import { codedError, describe, rangeError, typeError } from '../native/errors.js';
 import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
+import type { DeviceIdentity } from '../device/identity.js';
+export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
 import { ipLimitKey, normalizeIp } from '../net/address.js';
 import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
@@ -34,23 +36,6 @@ export const MIN_MAX_PACKET_SIZE = 16_384;
 export const MAX_CONNECT_PACKET_SIZE = 8_192;
 /** Topic prefix of server -> device messages (existing gateways use it; the device ignores topics). */
 export const DEVICE_TOPIC_PREFIX = 'devices/p2p/';
-
-export interface DeviceIdentity {
-  /** Unique per accepted connection, increasing: tells two connections with one client id apart. */
-  readonly connectionId: number;
-  readonly clientId: string;
-  /** Lower-case 'aa:bb:cc:dd:ee:ff'. */
-  readonly mac: string;
-  /** Board uuid from the client id; absent for the legacy GID_<group>@@@<mac> form. */
-  readonly uuid?: string;
-  /** Group without the "GID_" prefix. */
-  readonly group: string;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  /** Keepalive in seconds the device asked for in CONNECT. */
-  readonly keepalive: number;
-  readonly tls: boolean;
-}
 
 export type DisconnectReason =
   | 'client-disconnect'   // the device sent DISCONNECT
