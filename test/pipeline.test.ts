@@ -515,13 +515,11 @@ describe('downlink end to end', () => {
     expect(sink.packets.filter((pk) => pk.lastOfTurn)).toHaveLength(2);
   });
 
-  // BUG (see the report): the last datagram is marked only when the flush item is processed in the
-  // same worker chunk as that datagram. When the turn's last datagram came from an earlier chunk
-  // (here: frame-aligned input without resampler tail and batchPerStream 1; also a worker that took
-  // the audio before flush() was called, or trailing frames that are silence-gated) no datagram is
-  // marked although onTurnEnd fires. Here everything is queued before any worker runs, so nothing
-  // has been delivered when the flush is processed: marking is possible (e.g. by never ending a
-  // worker chunk between audio and the flush queued right after it).
+  // Regression: the last datagram used to be marked only when the flush item was processed in the
+  // same worker chunk as that datagram, so a turn whose last datagram came from an earlier chunk
+  // (here: frame-aligned input without resampler tail and batchPerStream 1) ended with no datagram
+  // marked although onTurnEnd fired. Everything is queued before any worker runs, so marking is
+  // possible and must happen.
   it('marks the last datagram of a turn even when the flush would fall into a later chunk', async () => {
     const p = track(new AudioPipeline({ batchPerStream: 1 }));
     const aligned = packetSink();
@@ -654,11 +652,10 @@ describe('ordering under parallelism', () => {
 });
 
 describe('maxWorkers', () => {
-  // BUG (see the report): workers_to_start() counts queued and running tasks but not tasks whose
-  // run_worker() returned and whose completion has not run yet on the event loop. While the event
-  // loop is busy (exactly when the gateway is loaded) every push() can queue one more threadpool
-  // task: tasksInFlight grows far beyond maxWorkers (93 with maxWorkers 4 in the ordering test),
-  // one threadpool task and one completion per push instead of per batch.
+  // Regression: workers_to_start() once counted queued and running tasks but not tasks whose
+  // run_worker() had returned and whose completion had not yet run on the event loop. While the
+  // event loop was busy (exactly when the gateway is loaded) every push() could queue one more
+  // threadpool task: tasksInFlight grew far beyond maxWorkers (93 with maxWorkers 4).
   it('never has more threadpool tasks in flight than maxWorkers, even while the event loop is busy', async () => {
     const p = track(new AudioPipeline({ maxWorkers: 1, queueCapacity: 4096 }));
     const sink = frameSink();
@@ -1224,9 +1221,9 @@ describe('abort', () => {
     console.log(`abort: ${aborted} packet(s) before, ${c.drop_aborted_downlink} chunks dropped, sequence ${lastBefore.sequence} -> ${after[0]!.sequence}`);
   });
 
-  // BUG (see the report): kReset clears the frame accumulator and the resampler but not the Opus
-  // encoder, whose lookahead still holds the last few ms of pre-abort speech: the first datagram of
-  // the next turn starts with them (measured: RMS 1185 in its 2.5..5 ms slot, then decaying).
+  // Regression: kReset once cleared the frame accumulator and the resampler but not the Opus
+  // encoder, whose lookahead still held the last few ms of pre-abort speech: the first datagram of
+  // the next turn started with them (measured then: RMS 1185 in its 2.5..5 ms slot).
   it('starts the turn after abort() without any pre-abort audio in the encoder', async () => {
     const p = track(new AudioPipeline());
     const sink = packetSink();
@@ -1244,9 +1241,10 @@ describe('abort', () => {
     expect(loudness.every((l) => l < 30), `decoded RMS per packet after abort: ${loudness.join(', ')}`).toBe(true);
   });
 
-  // BUG (see the report): abort() queues a reset item, and a full queue drops its oldest item
-  // whatever its kind. Audio pushed right after abort() can push the reset out, and the audio
-  // buffered before the abort (the partial frame and the resampler history) is then sent.
+  // Regression: abort() queues a reset item, and a full queue once dropped its oldest item whatever
+  // its kind: audio pushed right after abort() could push the reset out, and the audio buffered
+  // before the abort (the partial frame and the resampler history) was then sent. Control items
+  // now survive the drop-oldest rule.
   it('forgets pre-abort buffered audio even when the queue overflows right after abort()', async () => {
     const p = track(new AudioPipeline({ downlinkQueueCapacity: 4 }));
     const sink = packetSink();
@@ -1268,8 +1266,8 @@ describe('abort', () => {
     expect(loudness.every((l) => l < 30), `decoded RMS per packet after abort: ${loudness.join(', ')}`).toBe(true);
   });
 
-  // BUG (see the report): a flush queued behind a full queue is dropped as "the oldest item", so the
-  // turn never ends (onTurnEnd never fires and the sender would never send `tts stop`).
+  // Regression: a flush queued behind a full queue was once dropped as "the oldest item", so the
+  // turn never ended (onTurnEnd never fired and the sender would never send `tts stop`).
   it('still ends the turn when audio pushed after flush() overflows the queue', async () => {
     const p = track(new AudioPipeline({ downlinkQueueCapacity: 2 }));
     const sink = packetSink();
