@@ -1375,11 +1375,13 @@ describe('encoder ladder', () => {
     expect(got.pcm.length).toBe(20 * DOWN_FRAME);
   });
 
-  it('steps down under load (tiny wait budget) and back up once the load is gone', async () => {
+  it('steps down under load (tiny wait budget), and packets across rung changes still decode', async () => {
     // Two pipelines under the same load: one with an artificially tiny budget (0.1 ms: any queueing
-    // is "late", so it must step down), one with 20 ms, which also has to step back up. Light-load
-    // frame waits measured on this machine: 16 µs .. 4 ms, so 0.1 ms can never be calm again while
-    // 20 ms (calm = nothing above 10 ms for 3 s) can; the pbkdf2 load makes waits of ~60 ms.
+    // is "late", so it must step down), one with 20 ms; the pbkdf2 load makes waits of ~60 ms. Only
+    // counters are asserted. When the ladder steps back up (3 s in which nothing waited more than
+    // half the budget) is the policy of LadderGovernor, tested with an injected clock in
+    // native/tests/ladder_governor_test.cpp: here, on a shared machine, "3 s of calm" after real
+    // load depended on what else ran, and the test failed under load.
     const tiny = track(new AudioPipeline({ waitBudgetMs: 0.1 }));
     const p = track(new AudioPipeline({ waitBudgetMs: 20 }));
     const tinySinks = Array.from({ length: 10 }, () => packetSink());
@@ -1421,31 +1423,6 @@ describe('encoder ladder', () => {
       const celt = s.packets.filter((pk) => isCelt(openDatagram(KEY, pk.datagram).opus)).length;
       console.log(`  ${celt}/${s.packets.length} packets CELT-only`);
     }
-
-    // Load gone: light real-time traffic on two streams. Up one rung after 3 s of calm. (The first
-    // window of the light phase can still count the backlog's late frames and step down once more,
-    // so the reference is the highest level seen, and the clock starts at the last step down.)
-    let peak = down.encoder_ladder_level;
-    let lastDown = Date.now();
-    let stepsDown = down.encoder_ladder_steps_down;
-    const t1 = Date.now();
-    while (counters(p).encoder_ladder_steps_up === 0 && Date.now() - t1 < 10_000) {
-      streams[0]!.push(frame(k));
-      streams[1]!.push(frame(k));
-      k++;
-      await sleep(60);
-      const c = counters(p);
-      peak = Math.max(peak, c.encoder_ladder_level);
-      if (c.encoder_ladder_steps_down > stepsDown) {
-        stepsDown = c.encoder_ladder_steps_down;
-        lastDown = Date.now();
-      }
-    }
-    const up = counters(p);
-    console.log(`ladder: stepped up ${Date.now() - lastDown} ms after the last step down, ${Date.now() - t1} ms into light load ` +
-      `(level ${peak} -> ${up.encoder_ladder_level}, steps down ${up.encoder_ladder_steps_down}, up ${up.encoder_ladder_steps_up})`);
-    expect(up.encoder_ladder_steps_up).toBeGreaterThan(0);
-    expect(up.encoder_ladder_level).toBeLessThan(peak);
   });
 });
 
