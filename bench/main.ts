@@ -1,4 +1,4 @@
-// `xiaozhi-gateway bench [micro|pipeline|e2e|churn] [options]` (called from src/cli.ts).
+// `xiaozhi-gateway bench [micro|pipeline|e2e|churn] [options]` (called from bin/xiaozhi-gateway.ts).
 //
 // micro: per audio stage and per 60 ms frame, our native implementation against baselines measured
 // in the same process run (interleaved), each stage in its own child process, repeated R times.

@@ -18,6 +18,15 @@ if (process.env.XIAOZHI_BUILD_FROM_SOURCE !== '1') {
     const found = require('node-gyp-build').path(root);
     // Loading proves the binary fits this libc/CPU, not just that a file exists.
     require(found);
+    // The benchmark-only addon ships next to it (prebuilds/<platform>-<arch>/bench/, see
+    // scripts/prebuild.mjs). Without it the gateway works and only `bench pipeline` cannot run,
+    // so a missing one is said, never a reason to compile.
+    const bench = join(dirname(found), 'bench', 'xiaozhi_bench.node');
+    try {
+      require(bench);
+    } catch {
+      process.stderr.write(`xiaozhi-gateway: the benchmark addon ${bench} is missing or does not load; \`bench pipeline\` needs \`node scripts/build-native.mjs\`\n`);
+    }
     process.exit(0);
   } catch {
     // no usable binary: build below

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { z } from 'zod';
+import { publishTopicProblem } from './net/mqtt-topics.js';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -26,7 +27,11 @@ export const configSchema = z
     /** HMAC key for device credentials; generated per process when unset (devices redo OTA after a restart). */
     signatureKey: z.string().min(16, 'signatureKey must be at least 16 characters').optional(),
     agent: z.enum(['echo', 'livekit']).default('echo'),
-    publishTopic: z.string().min(1).default('device-server'),
+    /** Topic devices publish to (the broker refuses every other); the rule is net/mqtt-topics.ts. */
+    publishTopic: z.string().superRefine((topic, ctx) => {
+      const problem = publishTopicProblem(topic);
+      if (problem) ctx.addIssue({ code: 'custom', message: `publishTopic: ${problem}` });
+    }).default('device-server'),
     keepaliveS: z.number().int().min(30).max(1200).default(240),
     udpTimeoutS: z.number().positive().max(86400).default(120),
     udpRequireMqttIp: z.boolean().default(true),
@@ -85,6 +90,12 @@ export const configSchema = z
     livekitReconnectBufferMs: z.number().int().min(0).max(10000).default(1000),
   })
   .strict();
+
+/**
+ * Every default, as the schema gives it: the one place a default lives. Modules that also run
+ * without a GatewayConfig (the broker, the OTA handler, in tests and embedding) fall back to these.
+ */
+export const CONFIG_DEFAULTS = Object.freeze(configSchema.parse({}));
 
 /** 'auto' workers is resolved to a count by loadConfig. */
 export type GatewayConfig = Omit<z.infer<typeof configSchema>, 'workers'> & { publicHost: string; workers: number };

@@ -12,7 +12,7 @@ import { loadAddonFrom, packageRoot } from '../src/native/addon.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const empty = mkdtempSync(join(tmpdir(), 'xiaozhi-noaddon-'));
-const cli = join(root, 'dist', 'src', 'cli.js');
+const cli = join(root, 'dist', 'bin', 'xiaozhi-gateway.js');
 
 afterAll(() => rmSync(empty, { recursive: true, force: true }));
 

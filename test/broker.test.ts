@@ -550,7 +550,9 @@ describe('second MQTT implementation and TLS', () => {
         '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
       const cert = readFileSync(join(dir, 'cert.pem'));
       const key = readFileSync(join(dir, 'key.pem'));
-      const b = await broker({ tls: { port: 0, cert, key } });
+      // A handshake deadline far beyond the test's timeout: if stop() waited for the stuck socket
+      // below, the test would time out, whatever the machine's load.
+      const b = await broker({ tls: { port: 0, cert, key }, limits: { connectTimeoutMs: 600_000 } });
       expect(b.tlsPort).toBeGreaterThan(0);
       const d = dev();
       const connected = nextEvent<[DeviceIdentity]>(b.broker, 'device-connected');
@@ -569,9 +571,7 @@ describe('second MQTT implementation and TLS', () => {
 
       // A socket stuck before its TLS handshake does not hold up stop().
       const stuck = await raw(b.tlsPort!);
-      const t0 = Date.now();
       await b.broker.stop();
-      expect(Date.now() - t0).toBeLessThan(2000);
       expect(await stuck.closedWithin(1000)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -357,15 +357,20 @@ describe('McpRelay', () => {
   });
 
   it('maps errors: bad payload → 1500, no device reply → 1502 within the caller deadline, closed → 1503', async () => {
-    const { r } = relay(5000);
+    // The relay's timers are injected: the deadline it sets is read, not measured on a busy machine.
+    const delays: number[] = [];
+    const timers = { setTimeout: ((fn: () => void, ms: number) => { delays.push(ms); return setTimeout(fn, ms); }) as typeof setTimeout, clearTimeout };
+    const r = new McpRelay({ toDevice: () => {}, timeoutMs: 5000, timers });
     await expect(r.handle({ payload: 'not json', responseTimeout: 10000, callerIdentity: 'a' })).rejects.toMatchObject({ code: 1500 });
     await expect(r.handle({ payload: '[1]', responseTimeout: 10000, callerIdentity: 'a' })).rejects.toMatchObject({ code: 1500 });
-    const t0 = performance.now();
-    // The caller allows 800 ms: the relay answers before that (margin for the way back).
+    expect(delays).toEqual([]);
+    // The caller allows 800 ms: the relay gives up before that (margin for the way back).
     const e = await r.handle({ payload: '{"id":7,"method":"tools/call"}', responseTimeout: 800, callerIdentity: 'a' }).catch((x: RpcError) => x);
     expect(e).toBeInstanceOf(RpcError);
     expect((e as RpcError).code).toBe(RpcError.ErrorCode.RESPONSE_TIMEOUT);
-    expect(performance.now() - t0).toBeLessThan(800);
+    expect(delays).toHaveLength(1);
+    expect(delays[0]).toBeGreaterThan(0);
+    expect(delays[0]).toBeLessThan(800);
     expect(r.pending).toBe(0);
     const pending = r.handle({ payload: '{"id":8,"method":"tools/call"}', responseTimeout: 10000, callerIdentity: 'a' });
     r.close();

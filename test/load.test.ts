@@ -15,7 +15,7 @@ let httpPort = 0;
 
 beforeAll(async () => {
   // The compiled CLI (npm test runs build:ts first), so the gateway runs exactly as `start` does.
-  gateway = spawn(process.execPath, [join(root, 'dist', 'src', 'cli.js'), 'start', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], {
+  gateway = spawn(process.execPath, [join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   httpPort = await new Promise<number>((resolvePort, reject) => {

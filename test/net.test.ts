@@ -5,6 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { ipLimitKey, normalizeIp } from '../src/net/address.js';
 import { LogBudget } from '../src/net/log-budget.js';
 import { KeyedRateLimiter, TokenBucket } from '../src/net/rate-limit.js';
+import { publishTopicProblem } from '../src/net/mqtt-topics.js';
+import { CONFIG_DEFAULTS, loadConfig } from '../src/config.js';
+import { MqttBroker } from '../src/broker/mqtt-broker.js';
+import { createOtaHandler } from '../src/device/ota.js';
 
 describe('addresses', () => {
   it('normalizes IPv4-mapped IPv6 addresses', () => {
@@ -65,5 +69,30 @@ describe('log budget', () => {
     expect(lines[3]).toMatchObject({ suppressed: 97 });
     budget.close();
     expect(lines).toHaveLength(5);
+  });
+});
+
+describe('publish topics: one rule for the config, the broker and the OTA reply', () => {
+  const logger = pino({ level: 'silent' });
+  const bad = ['', '#', 'a/+/b', '$SYS/x', 'devices/p2p/x', 'a\u0000b', 'x'.repeat(257)];
+
+  it('each place refuses exactly what the rule refuses', () => {
+    for (const topic of bad) {
+      expect(publishTopicProblem(topic), topic).toBeDefined();
+      expect(() => loadConfig({ env: {}, overrides: { publishTopic: topic } }), topic).toThrow(/publishTopic/);
+      expect(() => new MqttBroker({ auth: { mode: 'open' }, logger, publishTopic: topic }), topic).toThrow(/publishTopic/);
+      expect(() => createOtaHandler({ publicHost: 'h', mqttPort: 1883, logger, publishTopic: topic }), topic).toThrow(/publishTopic/);
+    }
+    for (const topic of ['device-server', 'xiaozhi/up', 'devices/p2p']) {
+      expect(publishTopicProblem(topic), topic).toBeUndefined();
+      expect(loadConfig({ env: {}, overrides: { publishTopic: topic } }).publishTopic).toBe(topic);
+      expect(() => new MqttBroker({ auth: { mode: 'open' }, logger, publishTopic: topic })).not.toThrow();
+      expect(() => createOtaHandler({ publicHost: 'h', mqttPort: 1883, logger, publishTopic: topic })).not.toThrow();
+    }
+  });
+
+  it('the default comes from the config schema', () => {
+    expect(CONFIG_DEFAULTS.publishTopic).toBe('device-server');
+    expect(loadConfig({ env: {} }).publishTopic).toBe(CONFIG_DEFAULTS.publishTopic);
   });
 });

@@ -55,6 +55,9 @@ describe('npm tarball', () => {
     const listing = JSON.parse(run(npm, ['pack', '--dry-run', '--ignore-scripts', '--json'], pkgDir)) as Array<{ files: Array<{ path: string }> }>;
     const files = listing[0]!.files.map((f) => f.path);
     expect(files).toContain('prebuilds/linux-x64/xiaozhi-gateway.glibc.node');
+    // The benchmark-only addon ships beside it, in its own directory (never a candidate for the product addon).
+    expect(files).toContain('prebuilds/linux-x64/bench/xiaozhi_bench.node');
+    expect(files).toContain('dist/bin/xiaozhi-gateway.js');
     expect(files).toContain('dist/src/index.js');
     expect(files).toContain('examples/tone-agent.mjs');
     expect(files.some((f) => f.startsWith('build/'))).toBe(false);
@@ -65,7 +68,7 @@ describe('npm tarball', () => {
   it('installs without a build/ directory and loads the prebuilt addon', () => {
     const installed = join(appDir, 'node_modules', 'xiaozhi-gateway');
     expect(existsSync(join(installed, 'build'))).toBe(false);
-    expect(readdirSync(join(installed, 'prebuilds', 'linux-x64'))).toEqual(['xiaozhi-gateway.glibc.node']);
+    expect(readdirSync(join(installed, 'prebuilds', 'linux-x64')).sort()).toEqual(['bench', 'xiaozhi-gateway.glibc.node']);
     const script = `
       import { createRequire } from 'node:module';
       import { createCipheriv } from 'node:crypto';
@@ -89,6 +92,19 @@ describe('npm tarball', () => {
     expect(result.decoded).toBe(1440);
     expect(result.same).toBe(true);
     expect(result.s16).toEqual([32767, -32768, 16384]);
+  });
+
+  it('the bench-only addon loads from prebuilds/linux-x64/bench (what `bench pipeline` runs)', () => {
+    const installed = join(appDir, 'node_modules', 'xiaozhi-gateway');
+    const script = `
+      import { benchAddonCandidates, benchNative } from ${JSON.stringify(join(installed, 'dist', 'bench', 'native.js'))};
+      import { existsSync } from 'node:fs';
+      const r = benchNative().runTightLoop(new Uint8Array(16), new Uint8Array(16), [], new Float32Array(0), { streams: 2 });
+      console.log(JSON.stringify({ from: benchAddonCandidates().find((f) => existsSync(f)), frames: r.framePairNs.length }));
+    `;
+    const result = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], appDir).trim()) as { from: string; frames: number };
+    expect(result.from).toMatch(/prebuilds\/linux-x64\/bench\/xiaozhi_bench\.node$/);
+    expect(result.frames).toBe(0);
   });
 
   it('installs production dependencies only', () => {

@@ -2,6 +2,7 @@
 // (§3.2), each checked against an independent implementation written here with DataView and BigInt.
 import { describe, expect, it } from 'vitest';
 import { packet } from '../src/index.js';
+import type { PacketHeaderFields } from '../src/native/packet.js';
 import { expectCoded } from './helpers/errors.js';
 import { rng } from './helpers/prng.mjs';
 
@@ -9,14 +10,7 @@ const { encode, parse, ReplayWindow, DownlinkIv } = packet;
 
 // ---- independent reference ---------------------------------------------------------------------
 
-interface Header {
-  type: number;
-  flags: number;
-  payloadLength: number;
-  ssrc: number;
-  timestamp: number;
-  sequence: number;
-}
+type Header = PacketHeaderFields;  // the package's type; the codec below is this test's own
 
 /** The 16-byte big-endian header exactly as PROTOCOL.md §3.1 lays it out. */
 function buildHeader(h: Header): Uint8Array {

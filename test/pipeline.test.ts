@@ -515,13 +515,11 @@ describe('downlink end to end', () => {
     expect(sink.packets.filter((pk) => pk.lastOfTurn)).toHaveLength(2);
   });
 
-  // BUG (see the report): the last datagram is marked only when the flush item is processed in the
-  // same worker chunk as that datagram. When the turn's last datagram came from an earlier chunk
-  // (here: frame-aligned input without resampler tail and batchPerStream 1; also a worker that took
-  // the audio before flush() was called, or trailing frames that are silence-gated) no datagram is
-  // marked although onTurnEnd fires. Here everything is queued before any worker runs, so nothing
-  // has been delivered when the flush is processed: marking is possible (e.g. by never ending a
-  // worker chunk between audio and the flush queued right after it).
+  // Regression: the last datagram used to be marked only when the flush item was processed in the
+  // same worker chunk as that datagram, so a turn whose last datagram came from an earlier chunk
+  // (here: frame-aligned input without resampler tail and batchPerStream 1) ended with no datagram
+  // marked although onTurnEnd fired. Everything is queued before any worker runs, so marking is
+  // possible and must happen.
   it('marks the last datagram of a turn even when the flush would fall into a later chunk', async () => {
     const p = track(new AudioPipeline({ batchPerStream: 1 }));
     const aligned = packetSink();
@@ -654,11 +652,10 @@ describe('ordering under parallelism', () => {
 });
 
 describe('maxWorkers', () => {
-  // BUG (see the report): workers_to_start() counts queued and running tasks but not tasks whose
-  // run_worker() returned and whose completion has not run yet on the event loop. While the event
-  // loop is busy (exactly when the gateway is loaded) every push() can queue one more threadpool
-  // task: tasksInFlight grows far beyond maxWorkers (93 with maxWorkers 4 in the ordering test),
-  // one threadpool task and one completion per push instead of per batch.
+  // Regression: workers_to_start() once counted queued and running tasks but not tasks whose
+  // run_worker() had returned and whose completion had not yet run on the event loop. While the
+  // event loop was busy (exactly when the gateway is loaded) every push() could queue one more
+  // threadpool task: tasksInFlight grew far beyond maxWorkers (93 with maxWorkers 4).
   it('never has more threadpool tasks in flight than maxWorkers, even while the event loop is busy', async () => {
     const p = track(new AudioPipeline({ maxWorkers: 1, queueCapacity: 4096 }));
     const sink = frameSink();
@@ -1224,9 +1221,9 @@ describe('abort', () => {
     console.log(`abort: ${aborted} packet(s) before, ${c.drop_aborted_downlink} chunks dropped, sequence ${lastBefore.sequence} -> ${after[0]!.sequence}`);
   });
 
-  // BUG (see the report): kReset clears the frame accumulator and the resampler but not the Opus
-  // encoder, whose lookahead still holds the last few ms of pre-abort speech: the first datagram of
-  // the next turn starts with them (measured: RMS 1185 in its 2.5..5 ms slot, then decaying).
+  // Regression: kReset once cleared the frame accumulator and the resampler but not the Opus
+  // encoder, whose lookahead still held the last few ms of pre-abort speech: the first datagram of
+  // the next turn started with them (measured then: RMS 1185 in its 2.5..5 ms slot).
   it('starts the turn after abort() without any pre-abort audio in the encoder', async () => {
     const p = track(new AudioPipeline());
     const sink = packetSink();
@@ -1244,9 +1241,10 @@ describe('abort', () => {
     expect(loudness.every((l) => l < 30), `decoded RMS per packet after abort: ${loudness.join(', ')}`).toBe(true);
   });
 
-  // BUG (see the report): abort() queues a reset item, and a full queue drops its oldest item
-  // whatever its kind. Audio pushed right after abort() can push the reset out, and the audio
-  // buffered before the abort (the partial frame and the resampler history) is then sent.
+  // Regression: abort() queues a reset item, and a full queue once dropped its oldest item whatever
+  // its kind: audio pushed right after abort() could push the reset out, and the audio buffered
+  // before the abort (the partial frame and the resampler history) was then sent. Control items
+  // now survive the drop-oldest rule.
   it('forgets pre-abort buffered audio even when the queue overflows right after abort()', async () => {
     const p = track(new AudioPipeline({ downlinkQueueCapacity: 4 }));
     const sink = packetSink();
@@ -1268,8 +1266,8 @@ describe('abort', () => {
     expect(loudness.every((l) => l < 30), `decoded RMS per packet after abort: ${loudness.join(', ')}`).toBe(true);
   });
 
-  // BUG (see the report): a flush queued behind a full queue is dropped as "the oldest item", so the
-  // turn never ends (onTurnEnd never fires and the sender would never send `tts stop`).
+  // Regression: a flush queued behind a full queue was once dropped as "the oldest item", so the
+  // turn never ended (onTurnEnd never fired and the sender would never send `tts stop`).
   it('still ends the turn when audio pushed after flush() overflows the queue', async () => {
     const p = track(new AudioPipeline({ downlinkQueueCapacity: 2 }));
     const sink = packetSink();
@@ -1377,11 +1375,13 @@ describe('encoder ladder', () => {
     expect(got.pcm.length).toBe(20 * DOWN_FRAME);
   });
 
-  it('steps down under load (tiny wait budget) and back up once the load is gone', async () => {
+  it('steps down under load (tiny wait budget), and packets across rung changes still decode', async () => {
     // Two pipelines under the same load: one with an artificially tiny budget (0.1 ms: any queueing
-    // is "late", so it must step down), one with 20 ms, which also has to step back up. Light-load
-    // frame waits measured on this machine: 16 µs .. 4 ms, so 0.1 ms can never be calm again while
-    // 20 ms (calm = nothing above 10 ms for 3 s) can; the pbkdf2 load makes waits of ~60 ms.
+    // is "late", so it must step down), one with 20 ms; the pbkdf2 load makes waits of ~60 ms. Only
+    // counters are asserted. When the ladder steps back up (3 s in which nothing waited more than
+    // half the budget) is the policy of LadderGovernor, tested with an injected clock in
+    // native/tests/ladder_governor_test.cpp: here, on a shared machine, "3 s of calm" after real
+    // load depended on what else ran, and the test failed under load.
     const tiny = track(new AudioPipeline({ waitBudgetMs: 0.1 }));
     const p = track(new AudioPipeline({ waitBudgetMs: 20 }));
     const tinySinks = Array.from({ length: 10 }, () => packetSink());
@@ -1423,31 +1423,6 @@ describe('encoder ladder', () => {
       const celt = s.packets.filter((pk) => isCelt(openDatagram(KEY, pk.datagram).opus)).length;
       console.log(`  ${celt}/${s.packets.length} packets CELT-only`);
     }
-
-    // Load gone: light real-time traffic on two streams. Up one rung after 3 s of calm. (The first
-    // window of the light phase can still count the backlog's late frames and step down once more,
-    // so the reference is the highest level seen, and the clock starts at the last step down.)
-    let peak = down.encoder_ladder_level;
-    let lastDown = Date.now();
-    let stepsDown = down.encoder_ladder_steps_down;
-    const t1 = Date.now();
-    while (counters(p).encoder_ladder_steps_up === 0 && Date.now() - t1 < 10_000) {
-      streams[0]!.push(frame(k));
-      streams[1]!.push(frame(k));
-      k++;
-      await sleep(60);
-      const c = counters(p);
-      peak = Math.max(peak, c.encoder_ladder_level);
-      if (c.encoder_ladder_steps_down > stepsDown) {
-        stepsDown = c.encoder_ladder_steps_down;
-        lastDown = Date.now();
-      }
-    }
-    const up = counters(p);
-    console.log(`ladder: stepped up ${Date.now() - lastDown} ms after the last step down, ${Date.now() - t1} ms into light load ` +
-      `(level ${peak} -> ${up.encoder_ladder_level}, steps down ${up.encoder_ladder_steps_down}, up ${up.encoder_ladder_steps_up})`);
-    expect(up.encoder_ladder_steps_up).toBeGreaterThan(0);
-    expect(up.encoder_ladder_level).toBeLessThan(peak);
   });
 });
 

@@ -11,7 +11,7 @@ import { runSimulation, type SimulationOptions, type SimulationSummary } from '.
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const hasGateway = existsSync(join(root, 'src', 'gateway.ts'));
-const cliBuilt = existsSync(join(root, 'dist', 'src', 'cli.js')) && existsSync(join(root, 'dist', 'src', 'sim', 'cli.js'));
+const cliBuilt = existsSync(join(root, 'dist', 'bin', 'xiaozhi-gateway.js')) && existsSync(join(root, 'dist', 'src', 'sim', 'cli.js'));
 
 interface GatewayLike {
   ports: { mqtt: number; udp: number; http: number };
@@ -94,7 +94,7 @@ describe.runIf(hasGateway)('simulated devices against the gateway', () => {
   });
 
   it.runIf(cliBuilt)('the CLI: progress on stderr, JSON summary on stdout, exit 0', async () => {
-    const child = spawn(process.execPath, [join(root, 'dist', 'src', 'cli.js'), 'simulate', '--gateway', otaUrl, '--devices', '2', '--duration', '5', '--speak-ms', '1200', '--pause-ms', '400', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'simulate', '--gateway', otaUrl, '--devices', '2', '--duration', '5', '--speak-ms', '1200', '--pause-ms', '400', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

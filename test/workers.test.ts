@@ -118,7 +118,7 @@ const alive = (pid: number) => {
 beforeAll(async () => {
   // No --signature-key: the primary must hand one generated key to both workers (OTA on one worker,
   // MQTT on the other).
-  gateway = spawn(process.execPath, [join(root, 'dist', 'src', 'cli.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], {
+  gateway = spawn(process.execPath, [join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   createInterface({ input: gateway.stdout! }).on('line', (line) => {

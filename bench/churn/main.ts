@@ -63,7 +63,7 @@ function quantile(sorted: number[], q: number): number {
 }
 
 async function startGateway(): Promise<{ child: ChildProcess; http: number; stderr: string[] }> {
-  const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+  const cli = fileURLToPath(new URL('../../bin/xiaozhi-gateway.js', import.meta.url));
   // Every device has its own loopback address for MQTT and UDP, but OTA goes through fetch from
   // 127.0.0.1: raise the per-IP OTA and connect rates so the ramp is not throttled. Log level info:
   // the "ready" line is an info line (it carries the ports).

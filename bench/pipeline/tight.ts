@@ -1,7 +1,7 @@
 // (b) The physical limit: the pipeline's per-frame stages called back to back in one C++ loop on
-// one thread (native.runTightLoop: no queues, no threadpool, no JS delivery), over the same inputs.
+// one thread (runTightLoop of the bench addon, bench/native.ts: no queues, no threadpool, no JS delivery), over the same inputs.
 import { DEFAULT_DOWNLINK_ENCODER } from '../../src/index.js';
-import { native } from '../../src/native/addon.js';
+import { benchNative } from '../native.js';
 import { credentials, deviceDatagrams, downlinkPcm } from './fixtures.js';
 import type { Settings, TightRequest, TightResult } from './protocol.js';
 
@@ -28,11 +28,11 @@ export function runTight(req: TightRequest): TightResult {
   const options = { ...tightEncoder(req.settings), streams: req.streams, chunkSamples: 480, paceUs, paceBurst };
   // Warm-up: caches, allocator, libopus tables.
   const warm = Math.min(20, req.frames);
-  native.runTightLoop(cred.key, cred.nonce, datagrams.slice(0, warm), pcm.subarray(0, warm * 2880), { ...options, paceUs: 0 });
+  benchNative().runTightLoop(cred.key, cred.nonce, datagrams.slice(0, warm), pcm.subarray(0, warm * 2880), { ...options, paceUs: 0 });
   // CPU time of the call (one thread) rather than its wall time: on a shared machine the wall time
   // includes preemption by other processes, which is not a cost of the stages.
   const cpu0 = process.cpuUsage();
-  const r = native.runTightLoop(cred.key, cred.nonce, datagrams, pcm, options);
+  const r = benchNative().runTightLoop(cred.key, cred.nonce, datagrams, pcm, options);
   const cpu = process.cpuUsage(cpu0);
   const per = Float64Array.from(r.framePairNs).sort();
   const n = per.length;

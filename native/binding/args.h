@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "errors.h"
@@ -91,6 +92,16 @@ inline Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i, const c
     throw_type_error(info.Env(), "ERR_INVALID_ARG_TYPE", std::string("The \"") + name + "\" argument must be an object");
   }
   return info[i].As<Napi::Object>();
+}
+
+// (key, nonce, ...) entry points: two 16-byte Uint8Arrays copied out, coded RangeErrors otherwise.
+inline void copy_key_nonce(const Napi::CallbackInfo& info, uint8_t key[16], uint8_t nonce[16]) {
+  auto k = typed_array_arg<uint8_t>(info, 0, "key");
+  auto n = typed_array_arg<uint8_t>(info, 1, "nonce");
+  if (k.length != 16) throw_range_error(info.Env(), "ERR_AES_KEY_LENGTH", "key must be 16 bytes");
+  if (n.length != 16) throw_range_error(info.Env(), "ERR_NONCE_LENGTH", "nonce must be 16 bytes");
+  std::memcpy(key, k.data, 16);
+  std::memcpy(nonce, n.data, 16);
 }
 
 inline bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {

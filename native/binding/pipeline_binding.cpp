@@ -11,7 +11,6 @@
 #include "args.h"
 #include "pipeline/downlink_stream.h"
 #include "pipeline/scheduler.h"
-#include "pipeline/tight_loop.h"
 #include "pipeline/uplink_stream.h"
 
 namespace xz::binding {
@@ -158,15 +157,6 @@ void Core::deliver() {
     // An exception from the dispatcher propagates as an uncaught exception, like any callback's.
     Napi::Function(env, fn).Call({meta, data});
   }
-}
-
-void copy_key_nonce(const Napi::CallbackInfo& info, uint8_t key[16], uint8_t nonce[16]) {
-  auto k = typed_array_arg<uint8_t>(info, 0, "key");
-  auto n = typed_array_arg<uint8_t>(info, 1, "nonce");
-  if (k.length != 16) throw_range_error(info.Env(), "ERR_AES_KEY_LENGTH", "key must be 16 bytes");
-  if (n.length != 16) throw_range_error(info.Env(), "ERR_NONCE_LENGTH", "nonce must be 16 bytes");
-  std::memcpy(key, k.data, 16);
-  std::memcpy(nonce, n.data, 16);
 }
 
 class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
@@ -424,56 +414,10 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
   Napi::Reference<Napi::ArrayBuffer> metrics_ref_;
 };
 
-// runTightLoop(key, nonce, datagrams: Uint8Array[], pcm: Float32Array, options): result
-// The benchmark's "physical limit": see pipeline/tight_loop.h. Synchronous on purpose.
-Napi::Value RunTightLoop(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  pipeline::TightLoopInput in;
-  copy_key_nonce(info, in.uplink.key, in.uplink.nonce);
-  std::memcpy(in.downlink.key, in.uplink.key, 16);
-  std::memcpy(in.downlink.nonce, in.uplink.nonce, 16);
-  if (info.Length() < 3 || !info[2].IsArray()) throw_type_error(env, "ERR_INVALID_ARG_TYPE", "datagrams must be an array");
-  Napi::Array list = info[2].As<Napi::Array>();
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Value v = list.Get(i);
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      throw_type_error(env, "ERR_INVALID_ARG_TYPE", "datagrams must hold Uint8Arrays");
-    }
-    auto u8 = v.As<Napi::Uint8Array>();
-    if (u8.ByteLength() > dsp::kMaxDatagramSize) throw_range_error(env, "ERR_PACKET_TOO_LARGE", "datagram > 1500 bytes");
-    in.datagrams.emplace_back(u8.Data(), u8.Data() + u8.ByteLength());
-  }
-  auto pcm = typed_array_arg<float>(info, 3, "pcm");
-  in.pcm.assign(pcm.data, pcm.data + pcm.length);
-  Napi::Object o = object_arg(info, 4, "options");
-  in.streams = static_cast<size_t>(int_option(env, o, "streams", 1, 1, 100000));
-  in.chunk_samples = static_cast<size_t>(int_option(env, o, "chunkSamples", 480, 1, 8192));
-  in.pace_ns = static_cast<uint64_t>(int_option(env, o, "paceUs", 0, 0, 1'000'000)) * 1000;
-  in.pace_burst = static_cast<size_t>(int_option(env, o, "paceBurst", 1, 1, 100000));
-  in.downlink.input_rate = int_option(env, o, "inputRate", 48000, 8000, 192000);
-  dsp::OpusEncoderConfig& e = in.downlink.encoder;
-  e.sample_rate = 24000;
-  e.application = static_cast<dsp::OpusApplication>(int_option(env, o, "application", 0, 0, 2));
-  e.bitrate = int_option(env, o, "bitrate", -1, -1, 512000);
-  e.complexity = int_option(env, o, "complexity", 6, 0, 10);
-  e.signal = static_cast<dsp::OpusSignal>(int_option(env, o, "signal", 0, 0, 2));
-  in.downlink.adaptive = false;
-  const pipeline::TightLoopResult r = guarded(env, [&] { return pipeline::run_tight_loop(in); });
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("totalNs", static_cast<double>(r.total_ns));
-  Napi::Float64Array per = Napi::Float64Array::New(env, r.frame_pair_ns.size());
-  for (size_t i = 0; i < r.frame_pair_ns.size(); ++i) per[i] = static_cast<double>(r.frame_pair_ns[i]);
-  result.Set("framePairNs", per);
-  result.Set("uplinkFramesOut", static_cast<double>(r.uplink_frames_out));
-  result.Set("downlinkDatagramsOut", static_cast<double>(r.downlink_datagrams_out));
-  return result;
-}
-
 }  // namespace
 
 void init_pipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("NativePipeline", PipelineWrap::Define(env));
-  exports.Set("runTightLoop", Napi::Function::New(env, RunTightLoop, "runTightLoop"));
 }
 
 }  // namespace xz::binding

@@ -13,13 +13,8 @@ struct Scheduler::WorkerScratch {
   std::vector<Result> results;
 };
 
-namespace {
-constexpr uint64_t kWindowNs = 250'000'000;
-constexpr uint64_t kCalmNs = 3'000'000'000;
-}  // namespace
-
 Scheduler::Scheduler(const SchedulerOptions& options, std::shared_ptr<MetricsBlock> metrics)
-    : options_(options), metrics_(std::move(metrics)) {
+    : options_(options), metrics_(std::move(metrics)), governor_(options.wait_budget_ns) {
   if (options_.max_workers < 1) options_.max_workers = 1;
   if (options_.queue_capacity < 1) options_.queue_capacity = 1;
   if (options_.downlink_queue_capacity < 1) options_.downlink_queue_capacity = 1;
@@ -339,25 +334,14 @@ void Scheduler::tick(uint64_t now) {
   metrics_->set(kPoolAcquires, a.acquires + b.acquires);
 
   if (!options_.adaptive) return;
-  if (window_start_ == 0) window_start_ = calm_since_ = now;
-  if (now - window_start_ < kWindowNs) return;
-  const uint64_t items = window_items_.exchange(0, std::memory_order_relaxed);
-  const uint64_t late = window_late_.exchange(0, std::memory_order_relaxed);
-  const uint64_t max_wait = window_max_wait_.exchange(0, std::memory_order_relaxed);
-  window_start_ = now;
   const int level = ladder_level();
-  if (items > 0 && late * 20 > items) {
-    calm_since_ = now;
-    if (level < options_.ladder.rungs()) {
-      set_ladder_level(level + 1);
-      metrics_->add(kLadderStepsDown);
-    }
-  } else if (max_wait > options_.wait_budget_ns / 2) {
-    calm_since_ = now;
-  } else if (level > 0 && now - calm_since_ >= kCalmNs) {
-    set_ladder_level(level - 1);
+  const int next = governor_.tick(now, level, options_.ladder.rungs());
+  if (next > level) {
+    set_ladder_level(next);
+    metrics_->add(kLadderStepsDown);
+  } else if (next < level) {
+    set_ladder_level(next);
     metrics_->add(kLadderStepsUp);
-    calm_since_ = now;
   }
 }
 
@@ -408,10 +392,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       if (item.wakes) {
         const uint64_t wait = now_ns() - item.enqueued_ns;
         m.observe(kHistFrameWait, wait);
-        window_items_.fetch_add(1, std::memory_order_relaxed);
-        if (wait > options_.wait_budget_ns) window_late_.fetch_add(1, std::memory_order_relaxed);
-        uint64_t prev = window_max_wait_.load(std::memory_order_relaxed);
-        while (wait > prev && !window_max_wait_.compare_exchange_weak(prev, wait, std::memory_order_relaxed)) {}
+        governor_.observe(wait);
       }
       try {
         s->process(item, ctx);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "encoder_ladder.h"
+#include "ladder_governor.h"
 #include "metrics_block.h"
 #include "stream.h"
 
@@ -137,11 +138,7 @@ class Scheduler {
   bool notified_ = false;  // a notification is pending (guarded by mutex_)
 
   std::atomic<int> ladder_level_{0};
-  std::atomic<uint64_t> window_items_{0};
-  std::atomic<uint64_t> window_late_{0};
-  std::atomic<uint64_t> window_max_wait_{0};
-  uint64_t window_start_ = 0;
-  uint64_t calm_since_ = 0;
+  LadderGovernor governor_;
 };
 
 }  // namespace xz::pipeline

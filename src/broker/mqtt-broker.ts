@@ -24,33 +24,19 @@ import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, Publ
 import type { Logger } from 'pino';
 import { codedError, describe, rangeError, typeError } from '../native/errors.js';
 import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
+import type { DeviceIdentity } from '../device/identity.js';
+export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
 import { ipLimitKey, normalizeIp } from '../net/address.js';
 import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
+import { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';
+export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
+import { CONFIG_DEFAULTS } from '../config.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
 
 /** PROTOCOL.md §2: MCP tools/list replies reach ~8 KB; packets of at least 16 KB must pass. */
 export const MIN_MAX_PACKET_SIZE = 16_384;
 /** CONNECT is parsed before authentication, so it gets a tighter cap than other packets. */
 export const MAX_CONNECT_PACKET_SIZE = 8_192;
-/** Topic prefix of server -> device messages (existing gateways use it; the device ignores topics). */
-export const DEVICE_TOPIC_PREFIX = 'devices/p2p/';
-
-export interface DeviceIdentity {
-  /** Unique per accepted connection, increasing: tells two connections with one client id apart. */
-  readonly connectionId: number;
-  readonly clientId: string;
-  /** Lower-case 'aa:bb:cc:dd:ee:ff'. */
-  readonly mac: string;
-  /** Board uuid from the client id; absent for the legacy GID_<group>@@@<mac> form. */
-  readonly uuid?: string;
-  /** Group without the "GID_" prefix. */
-  readonly group: string;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  /** Keepalive in seconds the device asked for in CONNECT. */
-  readonly keepalive: number;
-  readonly tls: boolean;
-}
 
 export type DisconnectReason =
   | 'client-disconnect'   // the device sent DISCONNECT
@@ -177,10 +163,10 @@ interface DeviceEntry {
 }
 
 const DEFAULT_LIMITS: MqttBrokerLimits = {
-  maxConnections: 10_000,
-  connectsPerIpPerMinute: 60,
-  maxConnectionsPerIp: 1000,
-  publishesPerSecond: 20,
+  maxConnections: CONFIG_DEFAULTS.maxConnections,
+  connectsPerIpPerMinute: CONFIG_DEFAULTS.connectsPerIpPerMinute,
+  maxConnectionsPerIp: CONFIG_DEFAULTS.maxConnectionsPerIp,
+  publishesPerSecond: CONFIG_DEFAULTS.publishesPerSecond,
   maxPacketSize: 65_536,
   connectTimeoutMs: 10_000,
   keepaliveMinS: 30,
@@ -212,16 +198,6 @@ function checkInteger(name: string, value: unknown, min: number, max: number): n
 }
 
 /** A topic a device may publish to: non-empty, no wildcards, no '$' prefix, no NUL. */
-export function validatePublishTopic(topic: unknown, name = 'publishTopic'): string {
-  if (typeof topic !== 'string') throw typeError('ERR_INVALID_ARG_TYPE', `${name}: expected a string, got ${describe(topic)}`);
-  if (topic.length === 0 || topic.length > 256) throw rangeError('ERR_INVALID_TOPIC', `${name}: expected 1..256 characters, got ${topic.length}`);
-  if (/[#+\u0000]/.test(topic) || topic.startsWith('$')) {
-    throw rangeError('ERR_INVALID_TOPIC', `${name}: must not contain '#', '+' or NUL, nor start with '$', got ${JSON.stringify(topic)}`);
-  }
-  if (topic.startsWith(DEVICE_TOPIC_PREFIX)) throw rangeError('ERR_INVALID_TOPIC', `${name}: must not lie under ${DEVICE_TOPIC_PREFIX} (server -> device topics)`);
-  return topic;
-}
-
 function authError(message: string, returnCode: 1 | 2 | 3 | 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -289,7 +265,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       throw typeError('ERR_INVALID_ARG_VALUE', `auth: expected {mode: 'signature', signatureKey} or {mode: 'open'}, got ${describe(auth)}`);
     }
 
-    this.publishTopic = validatePublishTopic(options.publishTopic ?? 'device-server');
+    this.publishTopic = validatePublishTopic(options.publishTopic ?? CONFIG_DEFAULTS.publishTopic);
 
     const l = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
     this.limits = {

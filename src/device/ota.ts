@@ -23,6 +23,7 @@
 // device's stored settings have the same shape in both modes.
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import { CONFIG_DEFAULTS } from '../config.js';
 import { describe, rangeError, typeError } from '../native/errors.js';
 import {
   buildClientId,
@@ -34,6 +35,7 @@ import {
 } from './credentials.js';
 import { ipLimitKey, normalizeIp } from '../net/address.js';
 import { LogBudget } from '../net/log-budget.js';
+import { validatePublishTopic } from '../net/mqtt-topics.js';
 import { KeyedRateLimiter } from '../net/rate-limit.js';
 
 export const OTA_PATHS: readonly string[] = ['/xiaozhi/ota/', '/xiaozhi/ota'];
@@ -211,13 +213,10 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   }
   const group = options.group ?? 'xiaozhi';
   if (!isGroup(group)) throw rangeError('ERR_INVALID_GROUP', `group: expected 1-64 characters of [A-Za-z0-9_.-], got ${typeof group === 'string' ? shown(group) : describe(group)}`);
-  const publishTopic = options.publishTopic ?? 'device-server';
-  if (typeof publishTopic !== 'string' || publishTopic.length === 0 || /[#+\u0000]/.test(publishTopic)) {
-    throw rangeError('ERR_INVALID_TOPIC', `publishTopic: expected a topic without wildcards, got ${typeof publishTopic === 'string' ? shown(publishTopic) : describe(publishTopic)}`);
-  }
-  const keepalive = options.keepalive ?? 240;
+  const publishTopic = validatePublishTopic(options.publishTopic ?? CONFIG_DEFAULTS.publishTopic);
+  const keepalive = options.keepalive ?? CONFIG_DEFAULTS.keepaliveS;
   if (!Number.isInteger(keepalive) || keepalive < 1 || keepalive > 65_535) throw rangeError('ERR_OUT_OF_RANGE', `keepalive: expected an integer 1..65535 seconds, got ${describe(keepalive)}`);
-  const timezoneOffset = options.timezoneOffsetMinutes ?? 0;
+  const timezoneOffset = options.timezoneOffsetMinutes ?? CONFIG_DEFAULTS.timezoneOffsetMinutes;
   if (!Number.isInteger(timezoneOffset) || timezoneOffset < -720 || timezoneOffset > 840) throw rangeError('ERR_OUT_OF_RANGE', `timezoneOffsetMinutes: expected an integer -720..840, got ${describe(timezoneOffset)}`);
   const clock = options.clock ?? Date.now;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
@@ -225,7 +224,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   const staticOffer = typeof options.firmware === 'function' || options.firmware === undefined ? undefined : validateOffer(options.firmware, 'firmware');
   const offerFor = typeof options.firmware === 'function' ? options.firmware : undefined;
   const now = options.now ?? (() => performance.now());
-  const perIp = options.requestsPerIpPerMinute ?? 120;
+  const perIp = options.requestsPerIpPerMinute ?? CONFIG_DEFAULTS.otaRequestsPerIpPerMinute;
   if (!Number.isInteger(perIp) || perIp < 1) throw rangeError('ERR_OUT_OF_RANGE', `requestsPerIpPerMinute: expected a positive integer, got ${describe(perIp)}`);
   const limiter = new KeyedRateLimiter({ perMinute: perIp, now });
   const count = options.count ?? (() => {});

@@ -18,17 +18,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentBackend, AgentSession, ListenMode } from '../agent/agent-backend.js';
-import type { DeviceIdentity } from '../broker/mqtt-broker.js';
 import type { AudioPipeline, DownlinkStream, UplinkStream } from '../native/pipeline.js';
 import { normalizeIp } from '../net/address.js';
 import { LogBudget } from '../net/log-budget.js';
 import { TokenBucket } from '../net/rate-limit.js';
 import type { DownlinkPacer, PacedSession } from './downlink-pacer.js';
 import type { RefusalReason } from './admission.js';
+import type { DeviceIdentity } from './identity.js';
 import { helloReply, MessageError, parseDeviceMessage, type Hello } from './messages.js';
 import type { UdpAudioServer, UdpPeer } from './udp-server.js';
 
-export type { DeviceIdentity } from '../broker/mqtt-broker.js';
+export type { DeviceIdentity } from './identity.js';
 
 export interface SessionConfig {
   /** What the hello reply tells devices to reach (public host / port of the UDP socket). */

@@ -58,13 +58,6 @@ export interface NativeAddon {
     options: Record<string, unknown>,
     dispatcher: (meta: Uint32Array, data: ArrayBuffer) => void,
   ) => NativePipelineHandle;
-  runTightLoop(
-    key: Uint8Array,
-    nonce: Uint8Array,
-    datagrams: Uint8Array[],
-    pcm: Float32Array,
-    options: Record<string, number>,
-  ): { totalNs: number; framePairNs: Float64Array; uplinkFramesOut: number; downlinkDatagramsOut: number };
 }
 
 /** The addon's pipeline object (wrapped by AudioPipeline in pipeline.ts). */

@@ -8,22 +8,22 @@ export const PACKET_TYPE_AUDIO = 0x01;
 export const MAX_DATAGRAM_SIZE = 1500;
 const U32_MAX = 0xffffffff;
 
-export interface PacketHeader {
-  /** 0x01 for audio (the default). */
-  type?: number;
-  flags?: number;
+/** The 16-byte header's fields (PROTOCOL.md §3.1), the one header type every reader and writer uses. */
+export interface PacketHeaderFields {
+  /** 0x01 for audio. */
+  type: number;
+  flags: number;
+  /** Bytes after the header. */
+  payloadLength: number;
   ssrc: number;
   timestamp: number;
   sequence: number;
 }
 
-export interface ParsedPacket {
-  type: number;
-  flags: number;
-  payloadLength: number;
-  ssrc: number;
-  timestamp: number;
-  sequence: number;
+/** What encode() takes: payloadLength comes from the payload; type defaults to audio, flags to 0. */
+export type PacketHeader = Omit<PacketHeaderFields, 'type' | 'flags' | 'payloadLength'> & Partial<Pick<PacketHeaderFields, 'type' | 'flags'>>;
+
+export interface ParsedPacket extends PacketHeaderFields {
   /** A view into the datagram (no copy). */
   payload: Uint8Array;
 }

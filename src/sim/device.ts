@@ -2,12 +2,11 @@
 // nothing), hello, a connected UDP socket with the nonce-derived header/IV and sequence rules, and
 // the Application state machine (idle / connecting / listening / speaking) driving conversation
 // turns. What the firmware does is mirrored step by step; see the comments naming its functions.
-import { createSocket, type Socket } from 'node:dgram';
-import { connect as tcpConnect, isIP, isIPv6 } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
-import { MqttClient } from 'mqtt';
+// This file is the firmware's state machine; around it: mqtt-link.ts and udp-channel.ts (transport),
+// microphone.ts (the mic's frames on the simulated clock), user-script.ts (what the user does) and
+// mcp-tools.ts (the device's MCP server).
 import { AesCtr } from '../native/index.js';
-import { FRAME_MS, mulberry32, silenceIndex, type UplinkClip } from './audio.js';
+import { FRAME_MS, type UplinkClip } from './audio.js';
 import type { Scheduler, TimerHandle } from './clock.js';
 import type { DecodeService } from './decoder.js';
 import {
@@ -24,10 +23,14 @@ import {
   type ListeningMode,
   type MqttSettings,
 } from './firmware.js';
+import { mcpReply } from './mcp-tools.js';
+import { Microphone } from './microphone.js';
+import { MqttLink } from './mqtt-link.js';
 import { otaRequest, type DeviceIdentity } from './ota.js';
-import { HEADER_SIZE } from './receiver.js';
 import { AudioSink } from './sink.js';
 import { DeviceStats, type FailureKind } from './stats.js';
+import { UdpChannel, UplinkPacketizer } from './udp-channel.js';
+import { UserScript } from './user-script.js';
 
 export type DeviceState = 'off' | 'booting' | 'idle' | 'connecting' | 'listening' | 'speaking' | 'stopped';
 
@@ -74,24 +77,6 @@ const CHANNEL_TIMEOUT_MS = 120_000;
 /** After the last tts stop, how long a stopping device still listens for stray audio. */
 const SETTLE_MS = 500;
 
-/** At most this many frames are added to a turn to end it in a pause rather than mid-word. */
-const MAX_UTTERANCE_EXTENSION = 35;
-
-interface Mic {
-  /** Frames of silence, then frames of speech (extended to the next pause), then listen stop. */
-  silenceFrames: number;
-  speechFrames: number;
-  extended: number;
-  lastWasPause: boolean;
-  /** Realtime (full duplex): after the speech the mic keeps streaming silence, no listen stop. */
-  continuous: boolean;
-  /** continuous: the end of the current utterance has been marked. */
-  endMarked: boolean;
-  sent: number;
-  startAt: number;
-  timer: TimerHandle | null;
-}
-
 export class SimDevice {
   readonly options: SimDeviceOptions;
   readonly stats = new DeviceStats();
@@ -102,24 +87,20 @@ export class SimDevice {
   lastError = '';
 
   #settings = new Map<string, string | number>();
-  #mqtt: MqttClient | null = null;
   #mqttSettings: MqttSettings | null = null;
-  #mqttConnected = false;
-  #udp: Socket | null = null;
+  #udp: UdpChannel | null = null;
   #udpServer = '';
   #udpPort = 0;
-  #nonce: Buffer | null = null;
   #cipher: AesCtr | null = null;
-  #localSeq = 0;
+  #uplink: UplinkPacketizer | null = null;
   #sessionId = '';
   #errorOccurred = false;
   #lastIncoming = 0;
   #helloWaiter: ((ok: boolean) => void) | null = null;
   #helloInvalid: 'invalid' | 'crash' | null = null;
   #listeningMode: ListeningMode;
-  #mic: Mic | null = null;
-  #speechCursor: number;
-  #silenceCursor = 0;
+  readonly #mic: Microphone;
+  readonly #link: MqttLink;
   #turnId = 0;
   #turnsThisSession = 0;
   #turnTimer: TimerHandle | null = null;
@@ -133,15 +114,22 @@ export class SimDevice {
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
   #aec: boolean;
-  #rand: () => number;
+  readonly #user: UserScript;
 
   constructor(options: SimDeviceOptions, env: DeviceEnv) {
     this.options = options;
     this.env = env;
-    this.#rand = mulberry32(0x51d0 ^ Math.imul(options.index + 1, 0x9e3779b1));
+    this.#user = new UserScript(options, options.index);
     this.#listeningMode = options.mode;
     this.#aec = options.mode === 'realtime';
-    this.#speechCursor = options.clipOffset % Math.max(1, env.clip.speech.length);
+    this.#mic = new Microphone(env.clip, env.scheduler, options.clipOffset, {
+      frame: (payload, envelope, index) => {
+        this.#sendAudio(payload);
+        this.sink.noteSent(envelope, index);
+      },
+      endOfSpeech: () => this.#endOfSpeech(),
+      released: () => this.#releaseButton(),
+    });
     this.sink = new AudioSink({
       rules: options.rules,
       decoder: env.decoder,
@@ -149,6 +137,14 @@ export class SimDevice {
       stats: this.stats,
       recordTimestamps: this.#aec,
       decode: options.decode,
+    });
+    this.#link = new MqttLink({
+      insecure: options.insecure,
+      localAddress: (host) => this.#localFor(host),
+      onMessage: (payload) => this.#onMqttMessage(payload),
+      onLost: () => {
+        if (this.state !== 'stopped') this.#onMqttLost();
+      },
     });
     this.#stopped = new Promise((r) => (this.#resolveStopped = r));
   }
@@ -162,7 +158,7 @@ export class SimDevice {
   }
 
   get mqttConnected(): boolean {
-    return this.#mqttConnected;
+    return this.#link.connected;
   }
 
   get inSession(): boolean {
@@ -202,7 +198,7 @@ export class SimDevice {
     // opening ends at its next step; a turn in progress runs to its tts stop.
     if (this.state === 'off' || (this.state === 'idle' && !this.#awaitingReply)) this.#powerOff();
     // Realtime, between utterances (microphone streaming silence, no reply pending): stop too.
-    else if (this.state === 'listening' && this.#mic?.continuous && this.#mic.endMarked && !this.#awaitingReply) this.#powerOff();
+    else if (this.state === 'listening' && this.#mic.betweenUtterances && !this.#awaitingReply) this.#powerOff();
   }
 
   /** Immediate power-off (drain took too long). */
@@ -214,15 +210,12 @@ export class SimDevice {
   #powerOff(): void {
     if (this.state === 'stopped') return;
     this.#epoch++;
-    this.#stopMic();
+    this.#mic.stop();
     for (const t of [this.#turnTimer, this.#nextTimer, this.#abortTimer]) this.env.scheduler.cancel(t);
     const now = this.now;
     if (this.#udp) this.#closeAudioChannel(true);
     this.sink.close(now);
-    const client = this.#mqtt;
-    this.#mqtt = null;
-    this.#mqttConnected = false;
-    if (client) client.end(false, () => undefined);
+    this.#link.close(false);
     this.#cipher?.close();
     this.#cipher = null;
     this.env.decoder.release(this.options.index);
@@ -295,11 +288,6 @@ export class SimDevice {
     return host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host) ? local : undefined;
   }
 
-  /** The user's pause before the next turn: pauseMs ± 25 %, so devices do not talk in lockstep. */
-  #pause(): number {
-    return Math.round(this.options.pauseMs * (0.75 + 0.5 * this.#rand()));
-  }
-
   /** After a failed connection: the user tries again later, later each time. */
   #retryDelay(): number {
     return Math.min(30_000, 1000 * 2 ** Math.max(0, this.#mqttFailures - 1));
@@ -311,79 +299,21 @@ export class SimDevice {
 
   // ---- MQTT ---------------------------------------------------------------------------------------
 
-  #startMqtt(): Promise<boolean> {
+  /** MqttProtocol::StartMqttClient; a failure counts towards the retry back-off. */
+  async #startMqtt(): Promise<boolean> {
     const s = this.#mqttSettings;
-    if (!s) return Promise.resolve(false);
-    if (this.#mqtt) {
-      const old = this.#mqtt;
-      this.#mqtt = null;
-      old.end(true);
-    }
+    if (!s) return false;
     this.stats.mqttConnects++;
     const epoch = this.#epoch;
-    return new Promise((resolve) => {
-      let settled = false;
-      const settle = (ok: boolean, why?: string): void => {
-        if (settled) return;
-        settled = true;
-        if (epoch !== this.#epoch) {
-          // powered off meanwhile: not the gateway's fault
-          resolve(false);
-          return;
-        }
-        if (!ok) {
-          this.#mqttFailures++;
-          this.#fail('mqtt-connect', why ?? 'failed');
-        } else {
-          this.#mqttFailures = 0;
-        }
-        resolve(ok);
-      };
-      const local = this.#localFor(s.host);
-      // The firmware's MQTT client: plain TCP, or TLS exactly when the port is 8883.
-      const stream = () =>
-        s.tls
-          ? tlsConnect({
-              host: s.host,
-              port: s.port,
-              ...(isIP(s.host) ? {} : { servername: s.host }),
-              rejectUnauthorized: !this.options.insecure,
-              ...(local ? { localAddress: local } : {}),
-            })
-          : tcpConnect({ host: s.host, port: s.port, ...(local ? { localAddress: local } : {}) });
-      const client = new MqttClient(stream, {
-        protocolVersion: 4,
-        clean: true,
-        clientId: s.clientId,
-        ...(s.username ? { username: s.username } : {}),
-        ...(s.password ? { password: s.password } : {}),
-        keepalive: s.keepalive,
-        reconnectPeriod: 0,
-        connectTimeout: 10_000,
-        queueQoSZero: false,
-        resubscribe: false,
-      });
-      this.#mqtt = client;
-      client.on('connect', () => {
-        if (epoch !== this.#epoch || this.#mqtt !== client) return;
-        this.#mqttConnected = true;
-        settle(true);
-      });
-      client.on('message', (_topic, payload) => {
-        if (epoch !== this.#epoch || this.#mqtt !== client) return;
-        this.#onMqttMessage(payload);
-      });
-      client.on('error', (err) => {
-        if (!settled) settle(false, err.message);
-      });
-      client.on('close', () => {
-        if (!settled) settle(false, 'connection closed before CONNACK');
-        if (this.#mqtt !== client || epoch !== this.#epoch) return;
-        const wasConnected = this.#mqttConnected;
-        this.#mqttConnected = false;
-        if (wasConnected && this.state !== 'stopped') this.#onMqttLost();
-      });
-    });
+    const r = await this.#link.connect(s);
+    if (epoch !== this.#epoch) return false; // powered off meanwhile: not the gateway's fault
+    if (!r.ok) {
+      this.#mqttFailures++;
+      this.#fail('mqtt-connect', r.why);
+      return false;
+    }
+    this.#mqttFailures = 0;
+    return true;
   }
 
   /** The broker dropped us. The firmware keeps UDP open but every SendText now fails (→ idle). */
@@ -404,10 +334,9 @@ export class SimDevice {
 
   #sendText(text: string): boolean {
     const topic = this.#mqttSettings?.publishTopic ?? '';
-    if (!topic || !this.#mqtt || !this.#mqttConnected) return false;
+    if (!topic || !this.#link.connected) return false;
     if (this.options.log) this.#log(`>> ${text}  (state ${this.state})`);
-    this.#mqtt.publish(topic, text, { qos: 0, retain: false });
-    return true;
+    return this.#link.publish(topic, text);
   }
 
   #onMqttMessage(payload: Buffer): void {
@@ -483,10 +412,9 @@ export class SimDevice {
     if (reply.sessionId !== undefined) this.#sessionId = reply.sessionId;
     this.#udpServer = reply.udp.server;
     this.#udpPort = reply.udp.port;
-    this.#nonce = reply.udp.nonce;
     this.#cipher?.close();
     this.#cipher = new AesCtr(reply.udp.key);
-    this.#localSeq = 0;
+    this.#uplink = new UplinkPacketizer(reply.udp.nonce, this.#cipher);
     if (this.#udp) {
       // Already open: the socket stays connected where it was; only key and counters change.
       this.sink.rekey(this.#cipher, reply.sampleRate, reply.frameDuration);
@@ -501,7 +429,7 @@ export class SimDevice {
   /** MqttProtocol::OpenAudioChannel. */
   async #openAudioChannel(): Promise<boolean> {
     const epoch = this.#epoch;
-    if (!this.#mqttConnected) {
+    if (!this.#link.connected) {
       if (!(await this.#startMqtt())) return false;
       if (epoch !== this.#epoch) return false;
     }
@@ -530,19 +458,26 @@ export class SimDevice {
     if (!ok) {
       if (this.#helloInvalid === 'crash') return false;
       if (this.#helloInvalid === 'invalid') this.#fail('hello-invalid', 'the hello reply was ignored by the firmware (see --verbose)');
-      else if (this.#mqttConnected) this.#fail('hello-timeout', `no hello reply within ${HELLO_TIMEOUT_MS / 1000} s`);
+      else if (this.#link.connected) this.#fail('hello-timeout', `no hello reply within ${HELLO_TIMEOUT_MS / 1000} s`);
       return false;
     }
     this.stats.sessionsOpened++;
     this.#turnsThisSession = 0;
     // Udp::Connect to udp.server:udp.port: replies are accepted from exactly there.
-    const sock = await this.#connectUdp(this.#udpServer, this.#udpPort);
+    const channel = await UdpChannel.connect(this.#udpServer, this.#udpPort, this.#localFor(this.#udpServer), (msg, from) => {
+      if (this.#udp !== from) return;
+      this.#lastIncoming = this.now;
+      this.sink.datagram(msg, this.now);
+    });
     if (epoch !== this.#epoch) {
-      sock?.close();
+      if (typeof channel !== 'string') channel.close();
       return false;
     }
-    if (!sock) return false;
-    this.#udp = sock;
+    if (typeof channel === 'string') {
+      this.#fail('udp', channel);
+      return false;
+    }
+    this.#udp = channel;
     const p = this.#pendingAudioParams;
     this.sink.openChannel(this.#cipher!, p?.sampleRate, p?.frameDuration);
     this.#pendingAudioParams = null;
@@ -550,51 +485,10 @@ export class SimDevice {
     return true;
   }
 
-  #connectUdp(server: string, port: number): Promise<Socket | null> {
-    return new Promise((resolve) => {
-      const sock = createSocket({ type: isIPv6(server) ? 'udp6' : 'udp4' });
-      let done = false;
-      const finish = (ok: boolean, why?: string): void => {
-        if (done) return;
-        done = true;
-        if (!ok) {
-          this.#fail('udp', `connect ${server}:${port}: ${why}`);
-          try {
-            sock.close();
-          } catch {
-            /* already closed */
-          }
-          resolve(null);
-          return;
-        }
-        resolve(sock);
-      };
-      sock.on('error', (err) => {
-        if (!done) finish(false, err.message);
-        // A connected socket reports ICMP unreachable as errors on later sends; the device ignores them.
-      });
-      sock.on('message', (msg) => {
-        if (this.#udp !== sock) return;
-        this.#lastIncoming = this.now;
-        this.sink.datagram(msg, this.now);
-      });
-      const local = this.#localFor(server);
-      if (local) sock.bind({ address: local, port: 0 }, () => sock.connect(port, server, () => finish(true)));
-      else sock.connect(port, server, () => finish(true));
-    });
-  }
-
   /** MqttProtocol::CloseAudioChannel(send_goodbye). */
   #closeAudioChannel(sendGoodbye: boolean): void {
-    const sock = this.#udp;
+    this.#udp?.close();
     this.#udp = null;
-    if (sock) {
-      try {
-        sock.close();
-      } catch {
-        /* closed */
-      }
-    }
     if (sendGoodbye) this.#sendText(goodbyeMessage(this.#sessionId));
     this.sink.closeChannel(this.now);
   }
@@ -608,7 +502,7 @@ export class SimDevice {
     // Still waiting for the hello reply: nothing to close yet.
     if (!this.#udp && this.state === 'connecting') return;
     this.stats.sessionsClosedByServer++;
-    this.#stopMic();
+    this.#mic.stop();
     this.#awaitingReply = false;
     this.sink.leaveSpeaking(this.now);
     this.sink.finalizeTurn();
@@ -620,20 +514,17 @@ export class SimDevice {
       this.#powerOff();
       return;
     }
-    this.#scheduleConversation(this.#pause());
+    this.#scheduleConversation(this.#user.pauseMs());
   }
 
   #reboot(): void {
     this.stats.reboots++;
     if (this.#udp) this.#closeAudioChannel(true);
-    this.#stopMic();
+    this.#mic.stop();
     this.#cancelTurnTimers();
     this.env.scheduler.cancel(this.#nextTimer);
     this.sink.finalizeTurn();
-    const client = this.#mqtt;
-    this.#mqtt = null;
-    this.#mqttConnected = false;
-    client?.end(true);
+    this.#link.close(true);
     this.#epoch++;
     this.state = 'off';
     if (this.#draining) {
@@ -669,7 +560,7 @@ export class SimDevice {
     }
     const epoch = this.#epoch;
     const mode = this.options.mode;
-    if (this.options.turnsPerSession > 0 && this.#turnsThisSession >= this.options.turnsPerSession && this.#udp) {
+    if (this.#user.endsSession(this.#turnsThisSession) && this.#udp) {
       this.stats.sessionsClosedByDevice++;
       this.#closeAudioChannel(true);
     }
@@ -706,11 +597,7 @@ export class SimDevice {
       this.#sendFailed();
       return;
     }
-    this.#startMic(Math.round(silenceMs / FRAME_MS), this.#speechFrames(), this.#listeningMode === 'realtime');
-  }
-
-  #speechFrames(): number {
-    return Math.max(1, Math.round(this.options.speakMs / FRAME_MS));
+    this.#mic.start(Math.round(silenceMs / FRAME_MS), this.#user.speechFrames(), this.#listeningMode === 'realtime');
   }
 
   /**
@@ -725,8 +612,7 @@ export class SimDevice {
 
   /** Realtime mode: the next utterance into the running microphone (no new listen start). */
   #speakAgain(): void {
-    const mic = this.#mic;
-    if (!mic || !mic.continuous || this.#draining || this.state !== 'listening') {
+    if (!this.#mic.continuous || this.#draining || this.state !== 'listening') {
       if (this.#draining) this.#powerOff();
       return;
     }
@@ -735,11 +621,7 @@ export class SimDevice {
     this.#turnsThisSession++;
     this.stats.turnsStarted++;
     this.sink.beginTurn(this.#turnId);
-    mic.silenceFrames = mic.sent;
-    mic.speechFrames = this.#speechFrames();
-    mic.extended = 0;
-    mic.endMarked = false;
-    mic.lastWasPause = true;
+    this.#mic.speakAgain(this.#user.speechFrames());
   }
 
   /** SendText failed: SetError → MAIN_EVENT_ERROR → idle; the channel counts as broken. */
@@ -752,98 +634,23 @@ export class SimDevice {
 
   #endConversationAbruptly(): void {
     this.#awaitingReply = false;
-    this.#stopMic();
+    this.#mic.stop();
     this.#cancelTurnTimers();
     this.sink.leaveSpeaking(this.now);
     this.sink.finalizeTurn();
     this.state = 'idle';
   }
 
-  #startMic(silenceFrames: number, speechFrames: number, continuous = false): void {
-    this.#stopMic();
-    const mic: Mic = { silenceFrames, speechFrames, extended: 0, lastWasPause: true, continuous, endMarked: false, sent: 0, startAt: this.now, timer: null };
-    this.#mic = mic;
-    this.#silenceCursor = 0;
-    // The first frame leaves one frame time after capture starts.
-    mic.timer = this.env.scheduler.at(mic.startAt + FRAME_MS, () => this.#micTick(mic));
-  }
-
-  #stopMic(): void {
-    if (this.#mic) {
-      this.env.scheduler.cancel(this.#mic.timer);
-      this.#mic = null;
-    }
-  }
-
-  #micTick(mic: Mic): void {
-    if (this.#mic !== mic) return;
-    const clip = this.env.clip;
-    // Catch up if the event loop was late, as the firmware's send queue would.
-    const due = Math.floor((this.now - mic.startAt) / FRAME_MS);
-    while (mic.sent < due) {
-      let trailing = false;
-      if (mic.sent >= mic.silenceFrames + mic.speechFrames) {
-        if (!mic.endMarked && !mic.lastWasPause && mic.extended < MAX_UTTERANCE_EXTENSION) {
-          // The user finishes the word: keep talking until a pause.
-          mic.speechFrames++;
-          mic.extended++;
-        } else if (!mic.continuous) {
-          break;
-        } else {
-          // Full duplex: the utterance is over, the microphone goes on (silence) until the next one.
-          trailing = true;
-          if (!mic.endMarked) {
-            mic.endMarked = true;
-            this.#endOfSpeech();
-            if (this.#mic !== mic) return;
-          }
-        }
-      }
-      let payload: Buffer;
-      let env: Float32Array;
-      let frame: number;
-      if (mic.sent < mic.silenceFrames || trailing) {
-        frame = silenceIndex(clip, this.#silenceCursor++);
-        payload = clip.silence[frame]!;
-        env = clip.silenceEnvelope;
-      } else {
-        frame = this.#speechCursor;
-        this.#speechCursor = (this.#speechCursor + 1) % clip.speech.length;
-        payload = clip.speech[frame]!;
-        env = clip.speechEnvelope;
-        mic.lastWasPause = clip.pauseAfter[frame] === 1;
-      }
-      mic.sent++;
-      this.#sendAudio(payload);
-      this.sink.noteSent(env, frame);
-    }
-    const total = mic.silenceFrames + mic.speechFrames;
-    if (!mic.continuous && mic.sent >= total && (mic.lastWasPause || mic.extended >= MAX_UTTERANCE_EXTENSION)) {
-      this.#mic = null;
-      this.#releaseButton();
-      return;
-    }
-    mic.timer = this.env.scheduler.at(mic.startAt + (mic.sent + 1) * FRAME_MS, () => this.#micTick(mic));
-  }
-
-  /** MqttProtocol::SendAudio: header from the nonce, payload_len, timestamp, ++sequence; AES-CTR. */
+  /** MqttProtocol::SendAudio (the packet: UplinkPacketizer). */
   #sendAudio(opus: Buffer): void {
-    const sock = this.#udp;
-    const nonce = this.#nonce;
-    const cipher = this.#cipher;
-    if (!sock || !nonce || !cipher) return;
-    const out = Buffer.allocUnsafe(HEADER_SIZE + opus.length);
-    nonce.copy(out, 0, 0, HEADER_SIZE);
-    out.writeUInt16BE(opus.length, 2);
+    const channel = this.#udp;
+    const uplink = this.#uplink;
+    if (!channel || !uplink) return;
     const ts = this.#aec ? this.sink.playback.takeUplinkTimestamp(this.now) : 0;
-    out.writeUInt32BE(ts >>> 0, 8);
-    this.#localSeq = (this.#localSeq + 1) >>> 0;
-    out.writeUInt32BE(this.#localSeq, 12);
-    cipher.crypt(out.subarray(0, HEADER_SIZE), opus, out.subarray(HEADER_SIZE));
+    const datagram = uplink.packet(opus, ts);
     this.stats.uplinkPackets++;
-    this.stats.uplinkBytes += out.length;
-    // Send errors on a connected socket (ICMP unreachable) are ignored, like Udp::Send's result.
-    sock.send(out, () => undefined);
+    this.stats.uplinkBytes += datagram.length;
+    channel.send(datagram);
   }
 
   /** The user stops talking: HandleStopListeningEvent → listen stop, kDeviceStateIdle. */
@@ -885,14 +692,14 @@ export class SimDevice {
       if (this.state !== 'idle' && this.state !== 'listening' && this.state !== 'speaking') return;
       this.#awaitingReply = false;
       if (this.state === 'speaking') return; // same-state transition: nothing happens
-      if (this.state === 'listening' && this.#listeningMode !== 'realtime') this.#stopMic();
+      if (this.state === 'listening' && this.#listeningMode !== 'realtime') this.#mic.stop();
       this.state = 'speaking';
       this.sink.ttsStart(now);
       this.#cancelTurnTimers();
       this.#armTtsStopWatch();
-      const n = this.#turnId;
-      if (!this.#draining && this.options.abortEvery > 0 && n % this.options.abortEvery === 0) {
-        this.#abortTimer = this.env.scheduler.after(this.options.abortAfterMs, () => {
+      const bargeIn = this.#user.bargeInAfterMs(this.#turnId);
+      if (!this.#draining && bargeIn !== null) {
+        this.#abortTimer = this.env.scheduler.after(bargeIn, () => {
           this.#abortTimer = null;
           this.#bargeIn();
         });
@@ -954,20 +761,20 @@ export class SimDevice {
       this.env.scheduler.after(SETTLE_MS, () => this.#powerOff());
       return;
     }
-    const rotate = this.options.turnsPerSession > 0 && this.#turnsThisSession >= this.options.turnsPerSession;
+    const rotate = this.#user.endsSession(this.#turnsThisSession);
     if (this.#listeningMode === 'manual' || rotate || !this.#udp) {
       // tts stop in manual mode → idle; the user presses the button again after a pause.
-      this.#stopMic();
+      this.#mic.stop();
       this.state = 'idle';
-      this.#scheduleConversation(this.#pause());
+      this.#scheduleConversation(this.#user.pauseMs());
       return;
     }
-    if (this.#listeningMode === 'realtime' && this.#mic?.continuous) {
+    if (this.#listeningMode === 'realtime' && this.#mic.continuous) {
       // Realtime: listening again with voice processing still running, so no listen start
       // (HandleStateChangedEvent only reconfigures wake word); the user pauses, then speaks.
       this.state = 'listening';
       this.env.scheduler.cancel(this.#nextTimer);
-      this.#nextTimer = this.env.scheduler.after(this.#pause(), () => {
+      this.#nextTimer = this.env.scheduler.after(this.#user.pauseMs(), () => {
         this.#nextTimer = null;
         this.#speakAgain();
       });
@@ -990,78 +797,18 @@ export class SimDevice {
       }
       // EnableVoiceProcessing(true) → ResetDecoder; the user pauses (silence streamed), then speaks.
       this.sink.playback.reset(this.now);
-      this.#enterListening(this.#pause());
+      this.#enterListening(this.#user.pauseMs());
     });
   }
 
   // ---- MCP ----------------------------------------------------------------------------------------
 
   #onMcp(payload: Record<string, unknown>): void {
-    if (payload.jsonrpc !== '2.0' || typeof payload.method !== 'string') return;
-    const method = payload.method;
-    if (method.startsWith('notifications')) return;
-    if (payload.params !== undefined && (typeof payload.params !== 'object' || payload.params === null || Array.isArray(payload.params))) return;
-    if (typeof payload.id !== 'number') return;
-    const id = Math.trunc(payload.id);
-    const params = (payload.params ?? {}) as Record<string, unknown>;
-    const reply = (result: string): void => {
-      this.stats.mcpReplies++;
-      this.#sendText(mcpMessage(this.#sessionId, `{"jsonrpc":"2.0","id":${id},"result":${result}}`));
-    };
-    const error = (message: string): void => {
-      this.stats.mcpReplies++;
-      this.#sendText(mcpMessage(this.#sessionId, `{"jsonrpc":"2.0","id":${id},"error":{"message":"${message}"}}`));
-    };
-    const id0 = this.options.identity;
-    if (method === 'initialize') {
-      reply(`{"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"${id0.board}","version":"${id0.version}"}}`);
-    } else if (method === 'tools/list') {
-      reply(`{"tools":[${MCP_TOOLS.map((t) => t.json).join(',')}]}`);
-    } else if (method === 'tools/call') {
-      const name = params.name;
-      if (typeof name !== 'string') return error('Missing name');
-      const args = params.arguments;
-      if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return error('Invalid arguments');
-      const tool = MCP_TOOLS.find((t) => t.name === name);
-      if (!tool) return error(`Unknown tool: ${name}`);
-      const result = tool.call((args ?? {}) as Record<string, unknown>, this);
-      if (result instanceof Error) return error(result.message);
-      reply(`{"content":[{"type":"text","text":${JSON.stringify(result)}}],"isError":false}`);
-    } else {
-      error(`Method not implemented: ${method}`);
-    }
+    const reply = mcpReply(payload, this.options.identity, this);
+    if (reply === null) return;
+    this.stats.mcpReplies++;
+    this.#sendText(mcpMessage(this.#sessionId, reply));
   }
 
   volume = 70;
 }
-
-interface McpTool {
-  name: string;
-  json: string;
-  call(args: Record<string, unknown>, device: SimDevice): string | Error;
-}
-
-/** A few of the firmware's common tools (McpServer::AddCommonTools), enough to exercise a relay. */
-const MCP_TOOLS: McpTool[] = [
-  {
-    name: 'self.get_device_status',
-    json: '{"name":"self.get_device_status","description":"Provides the real-time information of the device, including the current status of the audio speaker, screen, battery, network, etc.\\nUse this tool for: \\n1. Answering questions about current condition (e.g. what is the current volume of the audio speaker?)\\n2. As the first step to control the device (e.g. turn up / down the volume of the audio speaker, etc.)","inputSchema":{"type":"object","properties":{}}}',
-    call: (_a, d) => JSON.stringify({ audio_speaker: { volume: d.volume }, screen: { brightness: 75, theme: 'light' }, network: { type: 'wifi', ssid: 'sim', signal: 'strong' } }),
-  },
-  {
-    name: 'self.audio_speaker.set_volume',
-    json: '{"name":"self.audio_speaker.set_volume","description":"Set the volume of the audio speaker. If the current volume is unknown, you must call `self.get_device_status` tool first and then call this tool.","inputSchema":{"type":"object","properties":{"volume":{"type":"integer","minimum":0,"maximum":100}},"required":["volume"]}}',
-    call: (a, d) => {
-      if (typeof a.volume !== 'number') return new Error('Missing valid argument: volume');
-      const v = Math.trunc(a.volume);
-      if (v < 0 || v > 100) return new Error(`Value is out of range: volume`);
-      d.volume = v;
-      return 'true';
-    },
-  },
-  {
-    name: 'self.screen.set_brightness',
-    json: '{"name":"self.screen.set_brightness","description":"Set the brightness of the screen.","inputSchema":{"type":"object","properties":{"brightness":{"type":"integer","minimum":0,"maximum":100}},"required":["brightness"]}}',
-    call: (a) => (typeof a.brightness === 'number' ? 'true' : new Error('Missing valid argument: brightness')),
-  },
-];

@@ -1,6 +1,7 @@
 // The device's downlink datagram rules (MqttProtocol's UDP OnMessage, PROTOCOL.md §3.1), and a
 // network-level sequence tracker that tells loss from reordering. Pure logic: no sockets, no clock.
 import type { FirmwareRules } from './firmware.js';
+import type { PacketHeaderFields } from '../native/packet.js';
 
 export const HEADER_SIZE = 16;
 
@@ -37,14 +38,8 @@ export interface PacketCipher {
   crypt(iv: Uint8Array, data: Uint8Array, output?: Uint8Array): Uint8Array;
 }
 
-export interface DownlinkHeader {
-  type: number;
-  flags: number;
-  payloadLength: number;
-  ssrc: number;
-  timestamp: number;
-  sequence: number;
-}
+/** The header as the firmware reads it: the package's one header type. */
+export type DownlinkHeader = PacketHeaderFields;
 
 export function readHeader(d: Uint8Array): DownlinkHeader {
   return {

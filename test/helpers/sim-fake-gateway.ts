@@ -17,6 +17,8 @@ export interface FakeBehaviour {
   helloReply?: (base: Record<string, unknown>) => Record<string, unknown> | null;
   /** Downlink frames per reply (default 10). */
   replyFrames?: number;
+  /** Milliseconds from listen stop to the first reply audio frame (default 20). */
+  firstAudioDelayMs?: number;
   /** Send all reply frames at once instead of every 60 ms. */
   burst?: boolean;
   /** Send tts stop this many frames before the last audio frame (default 0 = after it). */
@@ -156,14 +158,15 @@ export async function startFakeGateway(b: FakeBehaviour = {}): Promise<FakeGatew
         c.quietMs = 0;
       }, 200));
     };
+    const first = b.firstAudioDelayMs ?? 20;
     if (b.burst) {
       setTimeout(() => {
         for (let i = 0; i < n; i++) one(i);
         finish();
-      }, 20);
+      }, first);
     } else {
-      for (let i = 0; i < n; i++) c.timers.push(setTimeout(() => one(i), 20 + i * 60));
-      c.timers.push(setTimeout(finish, 20 + n * 60));
+      for (let i = 0; i < n; i++) c.timers.push(setTimeout(() => one(i), first + i * 60));
+      c.timers.push(setTimeout(finish, first + n * 60));
     }
   };
 

@@ -4,17 +4,12 @@
 //   offset 0 type u8 | 1 flags u8 | 2 payload_len u16 BE | 4 ssrc u32 BE | 8 timestamp u32 BE |
 //   12 sequence u32 BE | 16.. AES-128-CTR(Opus), IV = the 16 header bytes as on the wire.
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import type { PacketHeaderFields } from '../../src/native/packet.js';
 
 export const HEADER_BYTES = 16;
 
-export interface WireHeader {
-  type: number;
-  flags: number;
-  payloadLength: number;
-  ssrc: number;
-  timestamp: number;
-  sequence: number;
-}
+/** The package's header type (a type only: this reference imports no code of the package). */
+export type WireHeader = PacketHeaderFields;
 
 export function writeWireHeader(h: WireHeader): Uint8Array {
   const out = new Uint8Array(HEADER_BYTES);

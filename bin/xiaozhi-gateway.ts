@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// xiaozhi-gateway command line. Subcommands load lazily so `--help` stays instant.
+// xiaozhi-gateway command line: the top of the house. It dispatches to the gateway (src/) and to
+// the benchmarks (bench/), both below it; neither imports it. Subcommands load lazily so `--help`
+// stays instant.
 import { readFileSync } from 'node:fs';
 
 const USAGE = `Usage: xiaozhi-gateway <command> [options]
@@ -19,11 +21,11 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'start': {
-      const { runStartCli } = await import('./start-command.js');
+      const { runStartCli } = await import('../src/start-command.js');
       return runStartCli(rest);
     }
     case 'simulate': {
-      const { runSimulateCli } = await import('./sim/cli.js');
+      const { runSimulateCli } = await import('../src/sim/cli.js');
       return runSimulateCli(rest);
     }
     case 'bench': {
@@ -31,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
       return runBenchCli(rest);
     }
     case 'info': {
-      const { nativeBuildInfo, opusBuildInfo } = await import('./index.js');
+      const { nativeBuildInfo, opusBuildInfo } = await import('../src/index.js');
       process.stdout.write(JSON.stringify({ ...nativeBuildInfo(), opus: opusBuildInfo() }, null, 2) + '\n');
       return 0;
     }

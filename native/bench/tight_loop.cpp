@@ -6,7 +6,9 @@
 #include <memory>
 #include <thread>
 
-namespace xz::pipeline {
+namespace xz::bench {
+
+using namespace pipeline;  // the same stages the product pipeline runs
 
 TightLoopResult run_tight_loop(const TightLoopInput& in) {
   TightLoopResult out;
@@ -69,4 +71,4 @@ TightLoopResult run_tight_loop(const TightLoopInput& in) {
   return out;
 }
 
-}  // namespace xz::pipeline
+}  // namespace xz::bench

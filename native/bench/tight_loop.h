@@ -6,14 +6,15 @@
 #include <cstdint>
 #include <vector>
 
-#include "downlink_stream.h"
-#include "uplink_stream.h"
+#include "pipeline/downlink_stream.h"
+#include "pipeline/uplink_stream.h"
 
-namespace xz::pipeline {
+// Benchmark-only: built into xiaozhi_bench.node (native/bench), never into the product addon.
+namespace xz::bench {
 
 struct TightLoopInput {
-  UplinkConfig uplink;
-  DownlinkConfig downlink;
+  pipeline::UplinkConfig uplink;
+  pipeline::DownlinkConfig downlink;
   std::vector<std::vector<uint8_t>> datagrams;  // one encrypted uplink datagram per frame
   std::vector<float> pcm;                       // agent PCM at downlink.input_rate, all frames
   size_t chunk_samples = 480;                   // pushed in chunks of this size (10 ms at 48 kHz)
@@ -39,4 +40,4 @@ struct TightLoopResult {
 
 TightLoopResult run_tight_loop(const TightLoopInput& input);
 
-}  // namespace xz::pipeline
+}  // namespace xz::bench
