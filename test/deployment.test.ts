@@ -72,8 +72,10 @@ async function startInstance(name: string): Promise<Instance> {
   child.once('exit', () => { instance.exited = true; });
   instance.ready = await new Promise<Ready>((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name}: no ready line within 30 s`)), 30_000);
+    const errors: string[] = [];
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      // Only the primary's ready line matters; the rest is read and dropped.
+      // The primary's ready line matters, and error lines for the failure message; the rest is dropped.
+      if (/"level":(50|60)/.test(line)) errors.push(line.slice(0, 400));
       if (!line.includes('"msg":"ready"')) return;
       const l = JSON.parse(line) as Ready;
       if (l.role === 'primary') {
@@ -81,7 +83,7 @@ async function startInstance(name: string): Promise<Instance> {
         resolveReady(l);
       }
     });
-    child.once('exit', (code) => reject(new Error(`${name} exited early (${code})`)));
+    child.once('exit', (code) => setTimeout(() => reject(new Error(`${name} exited early (${code}): ${errors.slice(-3).join('\n')}`)), 100));
   });
   instances.push(instance);
   return instance;
@@ -133,6 +135,16 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}${last ? ` (${(last as Error).message})` : ''}${haproxy?.exitCode !== null && haproxy ? `; haproxy exited: ${haproxyOutput.slice(-500)}` : ''}`);
     await sleep(200);
   }
+}
+
+/** Why the devices that are not back yet are not: for the failure message. */
+function stragglers(list: FleetDevice[], back: Map<FleetDevice, number>, since: number): string {
+  const late = list.filter((d) => !back.has(d));
+  const sample = late.slice(0, 5).map((d) => ({
+    mac: d.mac, connected: d.connected, losses: d.losses.length, place: placeOf(d),
+    turns: d.turns.filter((t) => t.start > since).map((t) => `${Math.round(t.start - since)}ms ${t.ok ? 'ok' : `fail(${t.error ?? `frames ${t.frames} gap ${t.gap}`})`}`).slice(-4),
+  }));
+  return `${late.length} of ${list.length} not back: ${JSON.stringify(sample)}`;
 }
 
 function percentile(values: number[], p: number): number {
@@ -249,7 +261,7 @@ describe('2 instances x 2 workers behind HAProxy, one Redis', () => {
         if (t && placeOf(d)?.instance === 'gw2') backAt.set(d, t.end - killedAt);
       }
       return backAt.size === victims.length;
-    });
+    }).catch((err: Error) => { throw new Error(`${err.message}; ${stragglers(victims, backAt, killedAt)}`); });
     const times = [...backAt.values()];
     expect(Math.max(...times)).toBeLessThan(RECONNECT_BOUND_MS);
     // The others: no connection lost, every turn since the kill complete without a gap.
@@ -285,7 +297,7 @@ describe('2 instances x 2 workers behind HAProxy, one Redis', () => {
         if (t) backAt.set(d, t.end - killedAt);
       }
       return backAt.size === victims.length;
-    });
+    }).catch((err: Error) => { throw new Error(`${err.message}; ${stragglers(victims, backAt, killedAt)}`); });
     for (const d of others) {
       expect(d.losses.length).toBe(othersLosses.get(d));
       expect(d.turns.slice(othersTurns.get(d)!).filter((t) => !t.ok)).toEqual([]);

@@ -43,7 +43,7 @@ export class FleetDevice {
   #udp: dgram.Socket | undefined;
   #down: Buffer[] = [];
   #seq = 0;
-  #waiters: Array<{ pred: (m: Msg) => boolean; resolve: (m: Msg) => void }> = [];
+  #waiters: Array<{ pred: (m: Msg) => boolean; resolve: (m: Msg) => void; reject: (err: Error) => void }> = [];
   #running = false;
   #inTurn = false;
   #loop: Promise<void> | undefined;
@@ -120,6 +120,8 @@ export class FleetDevice {
         this.connected = false;
         this.hello = undefined;
         this.losses.push(performance.now());
+        // The firmware's OnDisconnected: the conversation in progress ends now (every later SendText fails).
+        for (const w of this.#waiters.splice(0)) w.reject(new Error('MQTT connection lost'));
         // MqttProtocol's reconnect timer: reconnect if the device is idle then.
         clearTimeout(this.#reconnectTimer);
         this.#reconnectTimer = setTimeout(() => {
@@ -140,7 +142,8 @@ export class FleetDevice {
         reject(new Error('timed out waiting for a message'));
       }, timeoutMs);
       const done = (m: Msg) => { clearTimeout(t); resolve(m); };
-      this.#waiters.push({ pred, resolve: done });
+      const fail = (err: Error) => { clearTimeout(t); reject(err); };
+      this.#waiters.push({ pred, resolve: done, reject: fail });
     });
   }
 
@@ -182,13 +185,16 @@ export class FleetDevice {
       const sid = this.hello!.session_id;
       this.#down = [];
       const stop = this.waitFor((m) => m.type === 'tts' && m.state === 'stop', 15_000);
+      stop.catch(() => {});  // awaited below; a loss while speaking must not be an unhandled rejection
       this.publish({ session_id: sid, type: 'listen', state: 'start', mode: 'manual' });
       for (const f of this.frames) {
+        if (!this.hello) break;
         this.#udp!.send(this.#datagram(f), this.hello!.udp.port, this.hello!.udp.server);
         await sleep(60);
       }
       this.publish({ session_id: sid, type: 'listen', state: 'stop' });
       await stop;
+      if (this.#udpPortOf() !== udpPort) throw new Error('the session changed during the turn');
       const seqs = this.#down.map((d) => d.readUInt32BE(12));
       const gap = seqs.length > 0 && seqs.at(-1)! - seqs[0]! + 1 !== seqs.length;
       const t: Turn = { start, end: performance.now(), ok: seqs.length >= this.frames.length - 1 && !gap, frames: seqs.length, gap, udpPort };
@@ -203,6 +209,10 @@ export class FleetDevice {
     } finally {
       this.#inTurn = false;
     }
+  }
+
+  #udpPortOf(): number | undefined {
+    return this.hello?.udp.port;
   }
 
   /** Conversations until stop(): a turn, then a pause of pauseMs..2 x pauseMs. */

@@ -4,15 +4,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 
+/**
+ * A port that is free on every address now, chosen below the kernel's ephemeral range (32768+ on
+ * Linux): an ephemeral port handed out by listen(0) can be taken again by any outgoing connection
+ * on this busy machine before the process that was told about it binds it.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '0.0.0.0', () => s.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 export class RedisServer {
