@@ -2,7 +2,6 @@
 // pipeline + a downlink pacer + the agent backend, wired per PROTOCOL.md. Gateway.start() resolves
 // once everything listens; stop() says goodbye to every device, drains and releases everything.
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
@@ -13,7 +12,7 @@ import { MqttBroker } from './broker/mqtt-broker.js';
 import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
 import { DownlinkPacer } from './device/downlink-pacer.js';
 import { AdmissionControl } from './device/admission.js';
-import { LocalDirectory, type DeviceDirectory, type LocalDevice, type LocalDevices } from './device/directory.js';
+import { instanceIdOf, LocalDirectory, type DeviceDirectory, type LocalDevice, type LocalDevices } from './device/directory.js';
 import { createDeviceRoutes } from './device/directory-http.js';
 import { RedisDeviceDirectory } from './device/directory-redis.js';
 import { createOtaHandler, FirmwareVersions } from './device/ota.js';
@@ -65,6 +64,8 @@ export interface GatewayEvents {
 export interface GatewayClusterHooks {
   /** Worker index: a `worker` label on per-process metrics, and in the log lines. */
   worker: number;
+  /** The device directory across this instance's workers (used when there is no Redis). */
+  directory?: DeviceDirectory;
   /** A device connection was accepted here (the primary closes the same client id on other workers). */
   onDeviceConnected(identity: DeviceIdentity): void;
   onDeviceDisconnected(identity: DeviceIdentity): void;
@@ -177,8 +178,7 @@ export class Gateway {
       });
       opened.push(() => admission.close());
       let gateway: Gateway | undefined;
-      // This instance's name in the directory: the primary's pid names all its workers together.
-      const instance = config.instanceId ?? `${hostname()}-${cluster ? process.ppid : process.pid}`;
+      const instance = instanceIdOf(config, cluster !== undefined);
       const local: LocalDevices = {
         list: () => gateway?.localDevices() ?? [],
         find: (deviceId) => gateway?.localDevices().find((d) => d.deviceId === deviceId),
@@ -192,7 +192,7 @@ export class Gateway {
         opened.push(() => redis.close());
         await redis.start();
       }
-      const directory: DeviceDirectory = redis ?? new LocalDirectory(local, instance, cluster?.worker ?? 0);
+      const directory: DeviceDirectory = redis ?? cluster?.directory ?? new LocalDirectory(local, instance, cluster?.worker ?? 0);
       const trusted = config.trustedProxies.trim() ? trustedProxyList(config.trustedProxies) : undefined;
       const tls = config.mqttTls
         ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }

@@ -1,7 +1,9 @@
 // The device directory an operator's back end uses (GET /devices, POST /devices/{id}/messages):
 // which devices are connected, where, in which session state, and a way to push a JSON message to
 // one wherever it is. Without Redis it is this gateway's own connections (LocalDirectory); with
-// `--redis-url` it spans every instance and worker (RedisDeviceDirectory, directory-redis.ts).
+// `--redis-url` it spans every instance and worker (RedisDeviceDirectory, directory-redis.ts); with
+// `--workers N` and no Redis a worker asks the primary, which asks every worker (src/cluster/).
+import { hostname } from 'node:os';
 
 /** One connected device as GET /devices lists it. */
 export interface DirectoryEntry {
@@ -16,6 +18,11 @@ export interface DirectoryEntry {
   firmware?: string;
   /** ISO 8601 time of the MQTT connection. */
   connectedSince: string;
+}
+
+/** This instance's name in the directory: configured, else the host and the primary's pid (which names all its workers together). */
+export function instanceIdOf(config: { instanceId?: string | undefined }, clustered: boolean): string {
+  return config.instanceId ?? `${hostname()}-${clustered ? process.ppid : process.pid}`;
 }
 
 /** A device connected to this process, as the gateway reports it to its directory. */
