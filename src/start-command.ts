@@ -11,7 +11,7 @@ const HELP = `Usage: xiaozhi-gateway start [options]
 Runs the gateway: embedded MQTT broker, OTA/metrics HTTP, UDP audio, native pipeline, agent.
 Every flag has an environment variable; a JSON config file sets the same keys (see README).
 
-${CONFIG_SOURCES.map((s) => `  ${(s.flag + ' <' + s.kind + '>').padEnd(26)} ${s.env}`).join('\n')}
+${CONFIG_SOURCES.map((s) => `  ${(s.kind === 'boolean' ? s.flag : s.flag + ' <' + s.kind + '>').padEnd(26)} ${s.env}`).join('\n')}
   --config <file>            XIAOZHI_CONFIG
   -h, --help
 

@@ -84,7 +84,8 @@ export class RedisDeviceDirectory implements DeviceDirectory {
 
   constructor(options: RedisDirectoryOptions) {
     this.#o = options;
-    this.owner = `${options.instance}/${options.worker}`;
+    // The pid keeps a restarted worker apart from its dead predecessor (whose connection ids it reuses).
+    this.owner = `${options.instance}/${options.worker}/${process.pid}`;
     this.#log = options.logger.child({ component: 'directory' });
     this.#link = new RedisLink({
       url: options.url,
