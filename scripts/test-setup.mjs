@@ -66,5 +66,14 @@ function ensureSpeech() {
   log(`speech fixtures written to ${fixtures}`);
 }
 
+// The Redis and deployment tests start their own redis-server and haproxy on loopback.
+function ensureClusterServers() {
+  aptInstall(['redis-server', 'haproxy'], 'the Redis cluster and deployment tests (test/redis*.test.ts, test/deployment.test.ts)');
+  for (const cmd of ['redis-server', 'haproxy']) {
+    if (!have(cmd) && !existsSync(`/usr/sbin/${cmd}`)) fail(`${cmd} is still not on PATH after installing`);
+  }
+}
+
 ensureAddon();
 ensureSpeech();
+ensureClusterServers();

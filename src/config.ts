@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { z } from 'zod';
+import { trustedProxyList } from './net/forwarded.js';
 import { publishTopicProblem } from './net/mqtt-topics.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -23,6 +24,8 @@ export const configSchema = z
     publicHost: z.string().min(1).optional(),
     /** UDP port handed to devices when a NAT/forward maps it differently (default: udpPort). */
     publicUdpPort: port.optional(),
+    /** MQTT port handed to devices by OTA when a load balancer or NAT listens on another one (default: mqttPort). */
+    publicMqttPort: port.optional(),
     auth: z.enum(['signature', 'open']).default('signature'),
     /** HMAC key for device credentials; generated per process when unset (devices redo OTA after a restart). */
     signatureKey: z.string().min(16, 'signatureKey must be at least 16 characters').optional(),
@@ -66,6 +69,20 @@ export const configSchema = z
      * supervises N shared-nothing workers (src/cluster/); 'auto' is one per available core.
      */
     workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+    /**
+     * Redis (any Redis >= 6.2 or Valkey) joining this instance's workers with other instances into
+     * one cluster: one live session per device, shared firmware facts and per-IP limits, the device
+     * directory (src/device/directory-redis.ts). Needs a configured signatureKey.
+     */
+    redisUrl: z.string().regex(/^rediss?:\/\//, 'redisUrl must start with redis:// or rediss://').optional(),
+    /** This instance's name in the device directory; default <hostname>-<pid of the primary>. */
+    instanceId: z.string().min(1).max(128).regex(/^[^/#\s]+$/, "instanceId must not contain '/', '#' or spaces").optional(),
+    /** Bearer token for GET /devices and POST /devices/{id}/messages; without it these routes are off. */
+    adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
+    /** The MQTT listener expects a PROXY protocol v2 header first (behind HAProxy's send-proxy-v2). */
+    proxyProtocol: z.boolean().default(false),
+    /** Addresses or CIDR blocks (comma-separated) whose X-Forwarded-For the OTA endpoint believes. */
+    trustedProxies: z.string().default(''),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     shutdownTimeoutMs: z.number().int().min(100).max(60000).default(9000),
     timezoneOffsetMinutes: z.number().int().min(-720).max(840).default(0),
@@ -129,6 +146,12 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'admissionMaxEventLoopLagMs', flag: '--admission-max-lag-ms', env: 'XIAOZHI_ADMISSION_MAX_LAG_MS', kind: 'number' },
   { key: 'maxSessions', flag: '--max-sessions', env: 'XIAOZHI_MAX_SESSIONS', kind: 'number' },
   { key: 'workers', flag: '--workers', env: 'XIAOZHI_WORKERS', kind: 'number|auto' },
+  { key: 'publicMqttPort', flag: '--public-mqtt-port', env: 'XIAOZHI_PUBLIC_MQTT_PORT', kind: 'number' },
+  { key: 'redisUrl', flag: '--redis-url', env: 'XIAOZHI_REDIS_URL', kind: 'string' },
+  { key: 'instanceId', flag: '--instance-id', env: 'XIAOZHI_INSTANCE_ID', kind: 'string' },
+  { key: 'adminToken', flag: '--admin-token', env: 'XIAOZHI_ADMIN_TOKEN', kind: 'string' },
+  { key: 'proxyProtocol', flag: '--proxy-protocol', env: 'XIAOZHI_PROXY_PROTOCOL', kind: 'boolean' },
+  { key: 'trustedProxies', flag: '--trusted-proxies', env: 'XIAOZHI_TRUSTED_PROXIES', kind: 'string' },
   { key: 'livekitUrl', flag: '--livekit-url', env: 'LIVEKIT_URL', kind: 'string' },
   { key: 'livekitApiKey', flag: '--livekit-api-key', env: 'LIVEKIT_API_KEY', kind: 'string' },
   { key: 'livekitApiSecret', flag: '--livekit-api-secret', env: 'LIVEKIT_API_SECRET', kind: 'string' },
@@ -217,6 +240,15 @@ export function loadConfig({ flags = {}, env = process.env, overrides = {} }: Lo
       .filter((k) => !c[k])
       .map((k) => CONFIG_SOURCES.find((s) => s.key === k)!.env);
     if (missing.length) throw new ConfigError(`agent 'livekit' needs the environment variables ${missing.join(', ')} (or the config keys livekitUrl, livekitApiKey, livekitApiSecret)`);
+  }
+  if (c.redisUrl && c.auth === 'signature' && !c.signatureKey) {
+    // A random key per instance would make every device's OTA credentials fail on the other instances.
+    throw new ConfigError('redisUrl is set (a multi-instance cluster) but no signature key is configured: every instance must sign and check device credentials with the same key. Set the config key signatureKey (--signature-key or XIAOZHI_SIGNATURE_KEY), the same on every instance');
+  }
+  try {
+    trustedProxyList(c.trustedProxies);
+  } catch (err) {
+    throw new ConfigError(`trustedProxies${origin.trustedProxies ? ` (from ${origin.trustedProxies})` : ''}: ${(err as Error).message}`);
   }
   const workers = c.workers === 'auto' ? availableParallelism() : c.workers;
   // Worker i binds udpPort + i (and is announced as publicUdpPort + i): the whole range must exist.

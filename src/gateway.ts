@@ -12,7 +12,11 @@ import { MqttBroker } from './broker/mqtt-broker.js';
 import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
 import { DownlinkPacer } from './device/downlink-pacer.js';
 import { AdmissionControl } from './device/admission.js';
+import { instanceIdOf, LocalDirectory, type DeviceDirectory, type LocalDevice, type LocalDevices } from './device/directory.js';
+import { createDeviceRoutes } from './device/directory-http.js';
+import { RedisDeviceDirectory } from './device/directory-redis.js';
 import { createOtaHandler, FirmwareVersions } from './device/ota.js';
+import { clientAddress, trustedProxyList } from './net/forwarded.js';
 import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type SessionDeps, type SessionSummary } from './device/session.js';
 import { UdpAudioServer } from './device/udp-server.js';
 import { createHttpServer } from './http-server.js';
@@ -60,6 +64,8 @@ export interface GatewayEvents {
 export interface GatewayClusterHooks {
   /** Worker index: a `worker` label on per-process metrics, and in the log lines. */
   worker: number;
+  /** The device directory across this instance's workers (used when there is no Redis). */
+  directory?: DeviceDirectory;
   /** A device connection was accepted here (the primary closes the same client id on other workers). */
   onDeviceConnected(identity: DeviceIdentity): void;
   onDeviceDisconnected(identity: DeviceIdentity): void;
@@ -94,12 +100,15 @@ export class Gateway {
   readonly #admission: AdmissionControl;
   #cluster: GatewayClusterHooks | undefined;
   readonly #events: GatewayStartOptions['events'];
+  /** The cluster-wide directory with `--redis-url`; connection-level events only, never audio. */
+  readonly #redis: RedisDeviceDirectory | undefined;
+  readonly #connectedAt = new WeakMap<DeviceConnection, number>();
 
   private constructor(init: {
     config: GatewayConfig; logger: Logger; pipeline: AudioPipeline; broker: MqttBroker; udp: UdpAudioServer;
     http: Server; pacer: DownlinkPacer; agents: AgentBackend; ports: GatewayPorts; now: () => number; firmware: FirmwareVersions;
     counters: Map<string, number>; registry: Registry; cluster: GatewayClusterHooks | undefined;
-    admission: AdmissionControl; events: GatewayStartOptions['events'];
+    admission: AdmissionControl; events: GatewayStartOptions['events']; redis: RedisDeviceDirectory | undefined;
   }) {
     this.config = init.config;
     this.logger = init.logger;
@@ -117,6 +126,7 @@ export class Gateway {
     this.registry = init.registry;
     this.#cluster = init.cluster;
     this.#events = init.events;
+    this.#redis = init.redis;
     this.#sweep = setInterval(() => this.#sweepIdle(), 1000);
     this.#sweep.unref();
   }
@@ -167,6 +177,23 @@ export class Gateway {
         maxSessions: config.maxSessions,
       });
       opened.push(() => admission.close());
+      let gateway: Gateway | undefined;
+      const instance = instanceIdOf(config, cluster !== undefined);
+      const local: LocalDevices = {
+        list: () => gateway?.localDevices() ?? [],
+        find: (deviceId) => gateway?.localDevices().find((d) => d.deviceId === deviceId),
+        send: (clientId, message) => gateway?.sendToDevice(clientId, message) ?? false,
+        close: (clientId, connectionId) => gateway?.closeDevice(clientId, connectionId) ?? false,
+      };
+      const redis = config.redisUrl
+        ? new RedisDeviceDirectory({ url: config.redisUrl, instance, worker: cluster?.worker ?? 0, local, logger, count: (e) => counters.set(e, (counters.get(e) ?? 0) + 1) })
+        : undefined;
+      if (redis) {
+        opened.push(() => redis.close());
+        await redis.start();
+      }
+      const directory: DeviceDirectory = redis ?? cluster?.directory ?? new LocalDirectory(local, instance, cluster?.worker ?? 0);
+      const trusted = config.trustedProxies.trim() ? trustedProxyList(config.trustedProxies) : undefined;
       const tls = config.mqttTls
         ? { port: config.mqttTls.port, cert: readFileSync(config.mqttTls.certFile), key: readFileSync(config.mqttTls.keyFile) }
         : undefined;
@@ -182,11 +209,12 @@ export class Gateway {
           maxConnectionsPerIp: config.maxConnectionsPerIp,
           publishesPerSecond: config.publishesPerSecond,
         },
+        proxyProtocol: config.proxyProtocol,
+        ...(redis ? { clusterAdmit: (ipKey: string) => redis.allow('connect', ipKey, config.connectsPerIpPerMinute) } : {}),
         logger,
       });
       opened.push(() => broker.stop());
 
-      let gateway: Gateway | undefined;
       const registry = createMetricsRegistry({
         pipeline,
         counters: () => gateway?.counters() ?? {},
@@ -197,13 +225,14 @@ export class Gateway {
         ...(cluster ? { worker: cluster.worker } : {}),
       });
       agents.registerMetrics?.(registry);
+      redis?.registerMetrics(registry);
       const brokerPorts = await broker.start();
       const udpPort = await udp.listen(config.udpPort, config.udpHost);
       const publicMqttPort = tls ? brokerPorts.tlsPort! : brokerPorts.port;
       const firmware = new FirmwareVersions(Math.max(10_000, config.maxConnections));
       const ota = createOtaHandler({
         publicHost: config.publicHost,
-        mqttPort: publicMqttPort,
+        mqttPort: config.publicMqttPort ?? publicMqttPort,
         useTls: Boolean(tls),
         ...(config.auth === 'signature' ? { signatureKey: signatureKey! } : {}),
         publishTopic: config.publishTopic,
@@ -211,16 +240,20 @@ export class Gateway {
         timezoneOffsetMinutes: config.timezoneOffsetMinutes,
         logger: logger.child({ component: 'ota' }),
         requestsPerIpPerMinute: config.otaRequestsPerIpPerMinute,
+        ...(trusted ? { clientAddress: (req: import('node:http').IncomingMessage) => clientAddress(req, trusted) } : {}),
+        ...(redis ? { admit: (ipKey: string) => redis.allow('ota', ipKey, config.otaRequestsPerIpPerMinute) } : {}),
         now,
         count: (event) => counters.set(event, (counters.get(event) ?? 0) + 1),
         onDevice: (d) => {
           if (d.firmwareVersion) {
             firmware.set(d.mac, d.firmwareVersion);
             cluster?.onFirmware(d.mac, d.firmwareVersion);
+            void redis?.firmwareSeen(d.mac, d.firmwareVersion);
           }
         },
       });
-      const http = createHttpServer({ ota, registry, ready: () => gateway?.running ?? false, ...(cluster ? { metrics: () => cluster.metrics() } : {}) });
+      const deviceRoutes = createDeviceRoutes({ adminToken: config.adminToken, directory: () => (gateway?.running ? directory : undefined) });
+      const http = createHttpServer({ ota, registry, routes: deviceRoutes, ready: () => gateway?.running ?? false, ...(cluster ? { metrics: () => cluster.metrics() } : {}) });
       opened.push(() => new Promise<void>((r) => {
         http.close(() => r());
         http.closeAllConnections();
@@ -237,7 +270,7 @@ export class Gateway {
         });
       });
       const ports: GatewayPorts = { mqtt: brokerPorts.port, udp: udpPort, http: httpPort, ...(brokerPorts.tlsPort ? { mqttTls: brokerPorts.tlsPort } : {}) };
-      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, registry, cluster, admission, events: options.events });
+      gateway = new Gateway({ config: { ...config, ...(signatureKey ? { signatureKey } : {}) }, logger, pipeline, broker, udp, http, pacer, agents, ports, now, firmware, counters, registry, cluster, admission, events: options.events, redis });
       gateway.#wire();
       // With workers, 'ready' is the primary's line once every worker is up (src/cluster/primary.ts).
       logger.info({ ports, publicHost: config.publicHost, agent: agents.name, auth: config.auth }, cluster ? 'worker ready' : 'ready');
@@ -280,6 +313,8 @@ export class Gateway {
       firmwareVersion: (mac) => this.#firmware.get(mac),
       admit: () => this.#admission.admit(this.#udp.sessions),
       onSession: (event, session, reason) => {
+        const c = this.#connections.get(session.clientId);
+        if (c && this.#redis) void this.#redis.sessionChanged({ deviceId: c.identity.mac, connectionId: c.identity.connectionId, session: event === 'opened' ? (c.session?.state ?? 'opening') : 'none' });
         if (event === 'opened') this.#emit('session-opened', session);
         else this.#emit('session-closed', session, reason ?? '');
       },
@@ -307,8 +342,22 @@ export class Gateway {
         // broker counts it, as connection_takeover, since it usually closes the old one first).
         void old.close('taken over by a new connection');
       }
-      this.#connections.set(identity.clientId, new DeviceConnection(identity, deps));
+      const connection = new DeviceConnection(identity, deps);
+      this.#connections.set(identity.clientId, connection);
+      this.#connectedAt.set(connection, Date.now());
       this.#cluster?.onDeviceConnected(identity);
+      const redis = this.#redis;
+      if (redis) {
+        void (async () => {
+          // OTA may have run on another instance: its firmware facts are in Redis (one round trip).
+          if (this.#firmware.get(identity.mac) === undefined) {
+            const version = await redis.firmwareOf(identity.mac);
+            if (version !== undefined && this.#firmware.get(identity.mac) === undefined) this.#firmware.set(identity.mac, version);
+          }
+          // This connection becomes the device's one live session cluster-wide (an older one elsewhere is closed).
+          if (this.#connections.get(identity.clientId) === connection) await redis.connected(this.#localDevice(connection));
+        })();
+      }
       this.#emit('device-connected', deviceSummary(identity));
     });
     this.#broker.on('device-message', (identity: DeviceIdentity, payload: Buffer) => {
@@ -321,6 +370,7 @@ export class Gateway {
       this.#connections.delete(identity.clientId);
       void c.close(`mqtt disconnected: ${reason}`);
       this.#cluster?.onDeviceDisconnected(identity);
+      void this.#redis?.disconnected({ deviceId: identity.mac, connectionId: identity.connectionId });
       this.#emit('device-disconnected', deviceSummary(identity), reason);
     });
   }
@@ -337,7 +387,28 @@ export class Gateway {
     void c.close('taken over by a new connection on another worker');
     this.#broker.disconnectDevice(clientId);
     this.#cluster?.onDeviceDisconnected(c.identity);
+    void this.#redis?.disconnected({ deviceId: c.identity.mac, connectionId });
     return true;
+  }
+
+  /** Pushes a JSON message to a device connected to this process (the directory's delivery). */
+  sendToDevice(clientId: string, message: object): boolean {
+    return this.#state === 'running' && this.#broker.sendToDevice(clientId, message);
+  }
+
+  /** The devices connected to this process, as the directory lists them. */
+  localDevices(): LocalDevice[] {
+    return [...this.#connections.values()].map((c) => this.#localDevice(c));
+  }
+
+  #localDevice(c: DeviceConnection): LocalDevice {
+    const firmware = this.#firmware.get(c.identity.mac);
+    return {
+      deviceId: c.identity.mac, clientId: c.identity.clientId, connectionId: c.identity.connectionId,
+      session: c.session && c.session.state !== 'closed' ? c.session.state : 'none',
+      ...(firmware ? { firmware } : {}),
+      connectedAt: this.#connectedAt.get(c) ?? Date.now(),
+    };
   }
 
   /** A firmware version another worker's OTA saw: a session here finds it as if OTA had run here. */
@@ -437,6 +508,8 @@ export class Gateway {
         }),
         this.#agents.close(),
       ]);
+      // After the connections' records were released: this process leaves the cluster.
+      await this.#redis?.close();
       this.pipeline.close();
     })();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -456,6 +529,7 @@ export class Gateway {
         new Promise((r) => setTimeout(r, 500).unref()),
       ]);
       if (!this.pipeline.closed) this.pipeline.close();
+      void this.#redis?.close();
     }
     this.#state = 'stopped';
     this.logger.info('stopped');

@@ -11,6 +11,8 @@ export interface HttpServerOptions {
   registry: Registry;
   /** /metrics text instead of registry.metrics() (a cluster worker serves the primary's aggregate). */
   metrics?: () => Promise<string>;
+  /** Routes tried before the built-in ones (the device directory); true when they answered. */
+  routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** Ready = every listener bound and not shutting down. */
   ready(): boolean;
 }
@@ -22,6 +24,7 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
       options.ota(req, res);
       return;
     }
+    if (options.routes?.(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;

@@ -11,7 +11,7 @@ const HELP = `Usage: xiaozhi-gateway start [options]
 Runs the gateway: embedded MQTT broker, OTA/metrics HTTP, UDP audio, native pipeline, agent.
 Every flag has an environment variable; a JSON config file sets the same keys (see README).
 
-${CONFIG_SOURCES.map((s) => `  ${(s.flag + ' <' + s.kind + '>').padEnd(26)} ${s.env}`).join('\n')}
+${CONFIG_SOURCES.map((s) => `  ${(s.kind === 'boolean' ? s.flag : s.flag + ' <' + s.kind + '>').padEnd(26)} ${s.env}`).join('\n')}
   --config <file>            XIAOZHI_CONFIG
   -h, --help
 
@@ -24,7 +24,8 @@ export async function runStartCli(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
-    for (const s of CONFIG_SOURCES) options[s.flag.slice(2)] = { type: 'string' };
+    // A boolean setting is a bare flag (--proxy-protocol); its environment variable takes true/false.
+    for (const s of CONFIG_SOURCES) options[s.flag.slice(2)] = { type: s.kind === 'boolean' ? 'boolean' : 'string' };
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
   } catch (err) {
     process.stderr.write(`xiaozhi-gateway start: ${(err as Error).message}\n\n${HELP}\n`);
@@ -35,7 +36,7 @@ export async function runStartCli(argv: string[]): Promise<number> {
     return 0;
   }
   const flags: Record<string, string> = {};
-  for (const [k, v] of Object.entries(values)) if (typeof v === 'string') flags[`--${k}`] = v;
+  for (const [k, v] of Object.entries(values)) if (typeof v === 'string' || (v === true && k !== 'help')) flags[`--${k}`] = String(v);
   let config: GatewayConfig;
   try {
     config = loadConfig({ flags });

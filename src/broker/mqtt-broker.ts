@@ -32,6 +32,7 @@ import { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
 import { CONFIG_DEFAULTS } from '../config.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
+import { readProxyHeader } from './proxy-protocol.js';
 
 /** PROTOCOL.md §2: MCP tools/list replies reach ~8 KB; packets of at least 16 KB must pass. */
 export const MIN_MAX_PACKET_SIZE = 16_384;
@@ -84,6 +85,13 @@ export interface MqttBrokerOptions {
   logger: Logger;
   /** Monotonic milliseconds, for the connect rate limiter. */
   clock?: () => number;
+  /**
+   * The plain TCP listener expects a PROXY protocol v2 header (HAProxy send-proxy-v2) before MQTT:
+   * the limits and the identity's remoteAddress use the address it names. Off by default.
+   */
+  proxyProtocol?: boolean;
+  /** A cluster-wide per-IP connect check (Redis) after the local limits, before CONNACK; false refuses with return code 3. */
+  clusterAdmit?: (ipKey: string) => Promise<boolean>;
 }
 
 export interface MqttBrokerStats {
@@ -107,6 +115,8 @@ export interface MqttBrokerStats {
     malformedRemainingLength: number;
     oversizedPacket: number;
     tlsHandshake: number;
+    /** PROXY protocol header missing, malformed or late (with proxyProtocol on). */
+    proxyHeader: number;
   };
   /** CONNECTs refused with a CONNACK return code, by reason. */
   authFailures: {
@@ -176,7 +186,7 @@ const DEFAULT_LIMITS: MqttBrokerLimits = {
 function emptyStats(): MqttBrokerStats {
   return {
     connections: { current: 0, total: 0, sockets: 0, socketsTotal: 0 },
-    refused: { maxConnections: 0, rateLimited: 0, perIpConnections: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0 },
+    refused: { maxConnections: 0, rateLimited: 0, perIpConnections: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0, proxyHeader: 0 },
     authFailures: { protocolVersion: 0, cleanSession: 0, keepalive: 0, badClientId: 0, badCredentials: 0, stopping: 0 },
     aclDenials: { publishTopic: 0, publishQos: 0, subscribe: 0, forward: 0 },
     retainCleared: 0,
@@ -218,6 +228,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   readonly publishTopic: string;
   private readonly rateLimiter: KeyedRateLimiter;
   private readonly clock: () => number;
+  private readonly proxyProtocol: boolean;
+  private readonly clusterAdmit: ((ipKey: string) => Promise<boolean>) | undefined;
   /** Open sockets per ipLimitKey. */
   private readonly socketsPerIp = new Map<string, number>();
 
@@ -285,6 +297,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     if (typeof clock !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', `clock: expected a function, got ${describe(clock)}`);
     this.clock = clock;
     this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: clock });
+    this.proxyProtocol = options.proxyProtocol === true;
+    this.clusterAdmit = options.clusterAdmit;
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -318,7 +332,22 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     try {
       this.server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
       this.server.on('connection', (socket) => {
-        if (this.admit(socket)) this.attach(socket, false);
+        if (!this.proxyProtocol) {
+          if (this.admit(socket)) this.attach(socket, false);
+          return;
+        }
+        // Behind a load balancer: the device's own address comes first, in the PROXY header.
+        socket.on('error', () => { /* a socket that fails before its header is just closed */ });
+        readProxyHeader(socket, this.limits.connectTimeoutMs, (result) => {
+          if (!result.ok) {
+            this.counters.refused.proxyHeader++;
+            this.log.debug({ peer: normalizeIp(socket.remoteAddress ?? 'unknown'), err: result.reason }, 'connection closed: no valid PROXY protocol v2 header');
+            socket.destroy();
+            return;
+          }
+          const remote = result.source ?? { address: normalizeIp(socket.remoteAddress ?? 'unknown'), port: socket.remotePort ?? 0 };
+          if (this.admit(socket, remote.address)) this.attach(socket, false, remote);
+        });
       });
       this.server.maxConnections = this.limits.maxConnections;
       this.server.on('drop', () => { this.counters.refused.maxConnections++; });
@@ -464,8 +493,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   /** Connection cap and per-IP rate, checked on the raw socket. Returns false when refused (socket destroyed). */
-  private admit(socket: net.Socket): boolean {
-    const remoteAddress = normalizeIp(socket.remoteAddress ?? 'unknown');
+  private admit(socket: net.Socket, address?: string): boolean {
+    const remoteAddress = normalizeIp(address ?? socket.remoteAddress ?? 'unknown');
     if (this.stopping) {
       socket.destroy();
       return false;
@@ -511,13 +540,13 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     return true;
   }
 
-  private attach(socket: net.Socket, secure: boolean): void {
+  private attach(socket: net.Socket, secure: boolean, remote?: { address: string; port: number }): void {
     if (!this.aedes || this.stopping) {
       socket.destroy();
       return;
     }
-    const remoteAddress = normalizeIp(socket.remoteAddress ?? 'unknown');
-    const remotePort = socket.remotePort ?? 0;
+    const remoteAddress = normalizeIp(remote?.address ?? socket.remoteAddress ?? 'unknown');
+    const remotePort = remote?.port ?? socket.remotePort ?? 0;
     let state: ConnectionState | undefined;
     const conn = new GuardedConnection(
       socket,
@@ -615,7 +644,19 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       this.counters.takeovers++;
       this.log.info({ clientId, previousConnection: previous.state.id, connection: state.id }, 'client id connected again: the previous connection is taken over');
     }
-    done(null, true);
+    if (!this.clusterAdmit) return done(null, true);
+    this.clusterAdmit(ipLimitKey(state.remoteAddress)).then(
+      (ok) => {
+        if (ok) return done(null, true);
+        this.counters.refused.rateLimited++;
+        if (!this.rateWarned.has(`cluster:${state.remoteAddress}`)) {
+          this.rateWarned.add(`cluster:${state.remoteAddress}`);
+          this.log.warn({ remoteAddress: state.remoteAddress, perMinute: this.limits.connectsPerIpPerMinute }, 'CONNECT refused (return code 3): cluster-wide connect rate exceeded for this address (further refusals this minute are not logged)');
+        }
+        done(authError('cluster-wide connect rate exceeded', 3), null);
+      },
+      () => done(null, true),
+    );
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {

@@ -2,7 +2,11 @@
 // connection-level facts (a device connected here, OTA saw this firmware, a scrape): nothing on the
 // per-frame audio path ever crosses a process. Every type is prefixed so it never meets prom-client's
 // own cluster messages ('prom-client:*') or Node's internal ones on the same channel.
+import type { DeliveryResult, DirectoryEntry } from '../device/directory.js';
 import type { GatewayPorts } from '../gateway.js';
+
+/** A directory question without Redis: the primary asks every worker and merges the answers. */
+export type DirectoryQuestion = { op: 'list' } | { op: 'deliver'; deviceId: string; message: object };
 
 export type PrimaryToWorker =
   /** Everything a worker needs from the primary before it starts its gateway. */
@@ -24,6 +28,10 @@ export type PrimaryToWorker =
   | { type: 'xiaozhi:metrics-reply'; id: number; text?: string; error?: string }
   /** The primary collects every worker's registry (getMetricsAsJSON) and sums it (prom-client's aggregate). */
   | { type: 'xiaozhi:metrics-collect'; id: number }
+  /** A directory question to answer from this worker's own devices. */
+  | { type: 'xiaozhi:directory-query'; id: number; question: DirectoryQuestion }
+  /** The merged answer to this worker's directory request. */
+  | { type: 'xiaozhi:directory-reply'; id: number; devices?: DirectoryEntry[]; result?: DeliveryResult }
   /** Drain: goodbye to every device, stop, exit 0. */
   | { type: 'xiaozhi:stop'; reason: string };
 
@@ -36,6 +44,9 @@ export type WorkerToPrimary =
   | { type: 'xiaozhi:device-disconnected'; clientId: string; connectionId: number }
   | { type: 'xiaozhi:firmware'; mac: string; version: string }
   | { type: 'xiaozhi:metrics-request'; id: number }
+  /** GET /devices or POST /devices/{id}/messages on this worker, without Redis: ask every worker. */
+  | { type: 'xiaozhi:directory-request'; id: number; question: DirectoryQuestion }
+  | { type: 'xiaozhi:directory-answer'; id: number; devices?: DirectoryEntry[]; result?: DeliveryResult }
   | { type: 'xiaozhi:metrics-json'; id: number; metrics?: unknown[]; error?: string };
 
 /** Set by the primary on every worker it forks: the CLI runs as a worker exactly when it is present. */

@@ -9,7 +9,8 @@ import client from 'prom-client';
 import type { GatewayConfig } from '../config.js';
 import type { GatewayPorts } from '../gateway.js';
 import { gatewayLogger } from '../logger.js';
-import { isClusterMessage, WORKER_INDEX_ENV, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import type { DeliveryResult, DirectoryEntry } from '../device/directory.js';
+import { isClusterMessage, WORKER_INDEX_ENV, type DirectoryQuestion, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 
 /** Restart delay after a death: doubles per death from 1 s to 30 s; back to 1 s after 60 s of life. */
 export const RESTART_BACKOFF = { firstMs: 1000, maxMs: 30_000, resetAfterMs: 60_000 } as const;
@@ -72,6 +73,8 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   const directory = new Map<string, { index: number; connectionId: number }>();
   const firmware = new Map<string, string>();
   const collecting = new Map<string, (metrics: unknown[] | undefined) => void>();
+  const asking = new Map<string, (answer: Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined) => void>();
+  let askId = 0;
   let collectId = 0;
   let startError: Error | undefined;
   let announced: { mqtt: number; http: number; mqttTls?: number } | undefined;
@@ -149,6 +152,12 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
       case 'xiaozhi:metrics-json':
         collecting.get(`${m.id}:${slot.index}`)?.(m.metrics);
         break;
+      case 'xiaozhi:directory-request':
+        void askWorkers(m.question).then((reply) => send(slot, { type: 'xiaozhi:directory-reply', id: m.id, ...reply }));
+        break;
+      case 'xiaozhi:directory-answer':
+        asking.get(`${m.id}:${slot.index}`)?.(m);
+        break;
     }
   };
 
@@ -171,6 +180,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
     // Its devices' connections died with it: they are nobody's now.
     for (const [clientId, e] of directory) if (e.index === slot.index) directory.delete(clientId);
     for (const [key, resolve] of collecting) if (key.endsWith(`:${slot.index}`)) resolve(undefined);
+    for (const [key, resolve] of asking) if (key.endsWith(`:${slot.index}`)) resolve(undefined);
     if (state === 'stopping') {
       if (slots.every((s) => !s.worker)) finish(0);
       return;
@@ -215,6 +225,25 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
     const all = parts.filter((p): p is unknown[] => Array.isArray(p));
     all.push(await registry.getMetricsAsJSON());
     return client.AggregatorRegistry.aggregate(all as Parameters<typeof client.AggregatorRegistry.aggregate>[0]).metrics();
+  };
+
+  // The device directory without Redis: every ready worker answers for its own devices (a worker
+  // that does not answer within the collect timeout is left out, as in a scrape).
+  const askWorkers = async (question: DirectoryQuestion): Promise<{ devices?: DirectoryEntry[]; result?: DeliveryResult }> => {
+    const id = ++askId;
+    const answers = await Promise.all(slots.filter((s) => s.worker && s.ports).map((s) => new Promise<Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined>((resolve) => {
+      const key = `${id}:${s.index}`;
+      const timer = setTimeout(() => settle(undefined), COLLECT_TIMEOUT_MS);
+      const settle = (a: Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined) => {
+        clearTimeout(timer);
+        asking.delete(key);
+        resolve(a);
+      };
+      asking.set(key, settle);
+      send(s, { type: 'xiaozhi:directory-query', id, question });
+    })));
+    if (question.op === 'list') return { devices: answers.flatMap((a) => a?.devices ?? []) };
+    return { result: answers.some((a) => a?.result === 'delivered') ? 'delivered' : 'offline' };
   };
 
   let shuttingDown: Promise<void> | undefined;

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
 import { Gateway, type GatewayClusterHooks } from '../gateway.js';
 import { gatewayLogger } from '../logger.js';
-import { isClusterMessage, WORKER_INDEX_ENV, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import { instanceIdOf, LocalDirectory, type DeviceDirectory } from '../device/directory.js';
+import { isClusterMessage, WORKER_INDEX_ENV, type DirectoryQuestion, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 
 type Init = Extract<PrimaryToWorker, { type: 'xiaozhi:init' }>;
 
@@ -27,6 +28,23 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
   const earlyFirmware: Array<[string, string]> = [];
   const metricsWaiters = new Map<number, { resolve(text: string): void; reject(err: Error): void }>();
   let metricsId = 0;
+  const directoryWaiters = new Map<number, (reply: Extract<PrimaryToWorker, { type: 'xiaozhi:directory-reply' }> | undefined) => void>();
+  let directoryId = 0;
+  /** GET /devices and POST /devices/{id}/messages without Redis: the primary asks every worker. */
+  const ask = (question: DirectoryQuestion) => new Promise<Extract<PrimaryToWorker, { type: 'xiaozhi:directory-reply' }> | undefined>((resolve) => {
+    const id = ++directoryId;
+    const timer = setTimeout(() => { directoryWaiters.delete(id); resolve(undefined); }, METRICS_TIMEOUT_MS);
+    directoryWaiters.set(id, (r) => { clearTimeout(timer); resolve(r); });
+    send({ type: 'xiaozhi:directory-request', id, question });
+  });
+  const clusterDirectory: DeviceDirectory = {
+    list: async () => {
+      const r = await ask({ op: 'list' });
+      if (!r?.devices) throw new Error('the primary did not answer');
+      return r.devices;
+    },
+    deliver: async (deviceId, message) => (await ask({ op: 'deliver', deviceId, message }))?.result ?? 'unavailable',
+  };
   let stop: (reason: string) => void = () => exit(logger, 0);
   let resolveInit!: (m: Init) => void;
   const init = new Promise<Init>((r) => { resolveInit = r; });
@@ -59,6 +77,30 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
         else w?.reject(new Error(m.error ?? 'no metrics'));
         break;
       }
+      case 'xiaozhi:directory-query': {
+        const q = m.question;
+        if (!gateway) {
+          send({ type: 'xiaozhi:directory-answer', id: m.id, ...(q.op === 'list' ? { devices: [] } : { result: 'offline' as const }) });
+          break;
+        }
+        const own = new LocalDirectory({
+          list: () => gateway!.localDevices(),
+          find: (deviceId) => gateway!.localDevices().find((d) => d.deviceId === deviceId),
+          send: (clientId, message) => gateway!.sendToDevice(clientId, message),
+          close: (clientId, connectionId) => gateway!.closeDevice(clientId, connectionId),
+        }, instanceIdOf(config, true), index);
+        (q.op === 'list' ? own.list().then((devices) => ({ devices })) : own.deliver(q.deviceId, q.message).then((result) => ({ result }))).then(
+          (answer) => send({ type: 'xiaozhi:directory-answer', id: m.id, ...answer }),
+          () => send({ type: 'xiaozhi:directory-answer', id: m.id }),
+        );
+        break;
+      }
+      case 'xiaozhi:directory-reply': {
+        const w = directoryWaiters.get(m.id);
+        directoryWaiters.delete(m.id);
+        w?.(m);
+        break;
+      }
       case 'xiaozhi:stop':
         stop(m.reason);
         break;
@@ -74,6 +116,7 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
 
   const hooks: GatewayClusterHooks = {
     worker: index,
+    directory: clusterDirectory,
     onDeviceConnected: (id) => send({ type: 'xiaozhi:device-connected', clientId: id.clientId, connectionId: id.connectionId }),
     onDeviceDisconnected: (id) => send({ type: 'xiaozhi:device-disconnected', clientId: id.clientId, connectionId: id.connectionId }),
     onFirmware: (mac, version) => send({ type: 'xiaozhi:firmware', mac, version }),

@@ -88,6 +88,10 @@ export interface OtaHandlerOptions {
   maxBodyBytes?: number;
   /** Take the client address from the first X-Forwarded-For entry (only behind a trusted proxy). */
   trustProxy?: boolean;
+  /** The client address of a request (X-Forwarded-For from trusted proxies, src/net/forwarded.ts); overrides trustProxy. */
+  clientAddress?: (req: http.IncomingMessage) => string;
+  /** A cluster-wide per-IP check after the local limiter (Redis); false answers 429. */
+  admit?: (ipKey: string) => Promise<boolean>;
   /** Called for every configured device (e.g. to remember its firmware version for its sessions). */
   onDevice?: (device: OtaDeviceInfo) => void;
   /** Requests per client IP (IPv6: per /64) per minute; beyond it 429 with Retry-After. Default 120. */
@@ -294,6 +298,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   }
 
   function remoteIpOf(req: http.IncomingMessage): string {
+    if (options.clientAddress) return options.clientAddress(req);
     if (options.trustProxy) {
       const forwarded = header(req, 'x-forwarded-for')?.split(',')[0]?.trim();
       if (forwarded) return normalizeIp(forwarded);
@@ -304,7 +309,8 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
     if (!OTA_PATHS.includes(path)) throw new HttpError(404, `not found: the OTA path is ${OTA_PATHS[0]}`);
-    if (!limiter.tryConsume(ipLimitKey(remoteIpOf(req)))) {
+    const ipKey = ipLimitKey(remoteIpOf(req));
+    if (!limiter.tryConsume(ipKey) || (options.admit && !(await options.admit(ipKey)))) {
       count('ota_rate_limited');
       reply(res, 429, { error: `too many OTA requests from this address: at most ${perIp} per minute` }, { 'retry-after': '60', connection: 'close' });
       res.once('finish', () => req.destroy());
@@ -404,7 +410,7 @@ export function createOtaHandler(options: OtaHandlerOptions): OtaRequestHandler 
       }
       if (err instanceof HttpError) {
         count('ota_rejected');
-        rejected.info({ status: err.status, remoteIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'), error: err.message }, 'OTA: request rejected');
+        rejected.info({ status: err.status, remoteIp: remoteIpOf(req), error: err.message }, 'OTA: request rejected');
         if (err.status === 413) {
           // Stop reading an oversized body: answer, then close the connection.
           reply(res, 413, { error: err.message }, { connection: 'close' });
