@@ -8,6 +8,7 @@ import { DownlinkPacer } from '../../src/device/downlink-pacer.js';
 import { AudioSession } from '../../src/device/session.js';
 import { Gateway } from '../../src/gateway.js';
 import { LivekitAgentBackend } from '../../src/livekit/livekit-backend.js';
+import { legacyOptions } from './legacy.js';
 import type { ChildConfig, FromChild, ToChild } from './protocol.js';
 
 const abs = (t: number) => performance.timeOrigin + t;
@@ -41,6 +42,12 @@ async function main(): Promise<void> {
     if (ok) (downlinkSent[this.sessionId] ??= []).push(abs(performance.now()));
     return ok;
   };
+  let pacerDrops = 0;
+  const countDrop = AudioSession.prototype.countDrop;
+  AudioSession.prototype.countDrop = function (this: AudioSession, reason) {
+    pacerDrops++;
+    return countDrop.call(this, reason);
+  };
   const config = loadConfig({
     env: {},
     overrides: {
@@ -56,6 +63,7 @@ async function main(): Promise<void> {
   });
   const backend = LivekitAgentBackend.fromConfig(config, {
     connectTimeoutMs: 60000,
+    ...legacyOptions(process.env.XZ_BENCH_LEGACY),
     probe: {
       uplinkCaptured: (sid, _samples, _pushedAt, capturedAt, sequence) => (uplinkCaptured[sid] ??= []).push([sequence ?? -1, abs(capturedAt)]),
       downlinkForwarded: (sid, samples, at) => {
@@ -82,7 +90,8 @@ async function main(): Promise<void> {
         type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
         cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,
         eventLoopP99Ms: loop.percentile(99) / 1e6, eventLoopMaxMs: loop.max / 1e6,
-        uplinkDropped: backend.stats().uplinkDropped, livekitSessions: backend.stats().sessions,
+        uplinkDropped: backend.stats().uplinkDropped, uplinkShed: backend.stats().uplinkShed,
+        downlinkDropped: backend.stats().downlinkDropped + pacerDrops, livekitSessions: backend.stats().sessions,
       });
     } else if (m.type === 'stop') {
       await gw.stop();

@@ -127,6 +127,14 @@ function observeConnect(stats: LivekitStats, seconds: number): void {
 }
 
 const SAMPLE_RATE = 48000;
+
+/** How the device's microphone is published (shared with bench e2e's floor, which must do the same LiveKit work). */
+export function micPublishOptions(): TrackPublishOptions {
+  return new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE });
+}
+
+/** Agent audio frame size read from LiveKit (ms), unless the options say otherwise. */
+export const AGENT_FRAME_MS = 20;
 /** A requested subscription to the agent's audio that has not arrived after this long is requested again. */
 const SUBSCRIBE_RETRY_MS = 3000;
 
@@ -298,7 +306,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       this.#stats.tracks++;
       this.#counted.track = true;
       const pub = await withTimeout(
-        room.localParticipant!.publishTrack(this.#track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE })),
+        room.localParticipant!.publishTrack(this.#track, micPublishOptions()),
         timeout,
         'publishing the microphone',
       );
@@ -524,7 +532,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#stopStream();
     // 20 ms frames, not the default 10: every frame is one FFI event that rtc-node hands to every
     // listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
-    const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? 20 });
+    const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? AGENT_FRAME_MS });
     const reader = stream.getReader();
     this.#stream = { reader, trackSid: pub.sid };
     this.#stats.streams++;
