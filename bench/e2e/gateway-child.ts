@@ -2,6 +2,7 @@
 // 'livekit' with probes on the points the benchmark times (uplink frame captured into the
 // AudioSource; agent frame received and handed to the downlink pipeline; downlink datagram built
 // and handed to the pacer; datagram sent by the pacer).
+import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.js';
 import { DownlinkPacer } from '../../src/device/downlink-pacer.js';
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
     } else if (m.type === 'collect') {
       const used = process.cpuUsage(cpu);
       loop.disable();
+      if (process.env.XZ_BENCH_DUMP) writeFileSync(`${process.env.XZ_BENCH_DUMP}.${process.pid}.json`, JSON.stringify({ uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds }));
       send({
         type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
         cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,

@@ -40,6 +40,8 @@ Options:
   --no-floor       skip the floor
   --ab LIST        A/B of cost cuts: at each N, one more gateway run per named cut with the old
                    behaviour back (${Object.keys(LEGACY).join(', ')}); printed as a ratio to the current gateway
+  --profile DIR    the gateway child runs with --cpu-prof (profiles in DIR) and --perf-basic-prof
+                   (/tmp/perf-<pid>.map, for perf record -g -p <pid>; its pid is on stderr)
   --json           results as JSON on stdout
   -h, --help       this help`;
 
@@ -141,8 +143,8 @@ function machineJiffies(): [number, number] {
   }
 }
 
-function fork2<T extends { type: string }>(script: string, cfg: object, nice: number, env?: Record<string, string>): Promise<{ child: ChildProcess; first: T }> {
-  const child = fork(join(here, script), [JSON.stringify(cfg)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, NODE_ENV: 'production', ...env } });
+function fork2<T extends { type: string }>(script: string, cfg: object, nice: number, env?: Record<string, string>, execArgv?: string[]): Promise<{ child: ChildProcess; first: T }> {
+  const child = fork(join(here, script), [JSON.stringify(cfg)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, NODE_ENV: 'production', ...env }, ...(execArgv ? { execArgv } : {}) });
   if (nice && child.pid) {
     try {
       setPriority(child.pid, nice);
@@ -212,8 +214,10 @@ function threadCpuMs(pid: number | undefined): Map<number, { name: string; ms: n
 
 /**
  * Where a process's CPU went, by thread kind, in % of a core over `wallMs`: the main JS thread, the
- * rtc-node FFI's tokio runtime threads, libwebrtc's threads, Node's own (libuv pool, V8 platform)
- * and the rest. Thread names as the kernel keeps them (15 characters).
+ * rtc-node FFI's tokio runtime threads, libwebrtc's threads (AudioEncoder, SyntheticAudioDevice,
+ * AudioSourceCapture, network/worker threads), and Node's own other threads, unnamed on Node 20:
+ * the libuv pool, where the gateway's native pipeline (Opus, AES, resampling) runs, and V8's.
+ * Thread names as the kernel keeps them (15 characters).
  */
 function threadSplit(pid: number, before: Map<number, { name: string; ms: number }>, after: Map<number, { name: string; ms: number }>, wallMs: number): Record<string, number> {
   const split: Record<string, number> = {};
@@ -222,8 +226,7 @@ function threadSplit(pid: number, before: Map<number, { name: string; ms: number
     if (d <= 0) continue;
     const kind = tid === pid ? 'main JS'
       : /tokio|livekit/i.test(a.name) ? 'rtc-node tokio'
-      : /^(libuv|V8 |node$|DelayedTask|SignalInspector)/.test(a.name) ? 'node (libuv, V8)'
-      : /^xz-|pipeline|opus/i.test(a.name) ? 'gateway native'
+      : /^(libuv|V8 |node$|DelayedTask|SignalInspector)/.test(a.name) ? 'node pool (gateway codec work, V8 GC)'
       : 'libwebrtc / other';
     split[kind] = (split[kind] ?? 0) + (d / wallMs) * 100;
   }
@@ -292,11 +295,13 @@ function planFor(n: number): TurnPlan {
 interface GatewayOptions {
   /** Extra environment for the gateway child (the A/B switches of a cost cut). */
   env?: Record<string, string>;
+  /** Node options of the gateway child (profiling). */
+  execArgv?: string[];
 }
 
 async function runGateway(n: number, seconds: number, server: { url: string; apiKey: string; apiSecret: string; pid?: number }, opts: GatewayOptions = {}): Promise<Row> {
   const cfg = { livekitUrl: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret };
-  const gwp = await fork2<Extract<FromChild, { type: 'ready' }>>('gateway-child.js', cfg, 0, opts.env);
+  const gwp = await fork2<Extract<FromChild, { type: 'ready' }>>('gateway-child.js', cfg, 0, opts.env, opts.execArgv);
   const child = gwp.child;
   const ports = gwp.first.ports;
   let agentsChild: ChildProcess | null = null;
@@ -316,9 +321,12 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
       }));
       devices.push(...batch);
     }
+    // A device's first datagram proves its UDP address (nothing is sent to it before): a real one
+    // sends audio as soon as it listens, before its agent can answer.
+    for (const d of devices) d.sendOpus(packets[0]!);
     const rooms = devices.map((d, i) => ({ room: `xiaozhi-${d.mac.replace(/:/g, '')}-${d.sessionId}`, identity: `bench-agent-${i}` }));
     await ask(agentsChild, { type: 'join', rooms } satisfies ToAgents, 'joined');
-    process.stderr.write(`bench e2e: gateway, ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
+    process.stderr.write(`bench e2e: gateway (pid ${child.pid}), ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
     const plan = planFor(n);
     // Devices send at their real cadence (each on its own phase) while they talk (turns.ts).
     loops = devices.map(async (d, i) => {
@@ -475,7 +483,7 @@ async function runFloor(n: number, seconds: number, server: { url: string; apiKe
     const rooms = Array.from({ length: n }, (_, i) => ({ room: `floor-${tag}-${i}`, identity: `floor-device-${i}` }));
     await ask(floor, { type: 'join', rooms } satisfies ToFloor, 'joined');
     await ask(agentsChild, { type: 'join', rooms: rooms.map((r, i) => ({ room: r.room, identity: `bench-agent-${i}` })) } satisfies ToAgents, 'joined');
-    process.stderr.write(`bench e2e: floor, ${n} room(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
+    process.stderr.write(`bench e2e: floor (pid ${floor.pid}), ${n} room(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
     const plan = planFor(n);
     floor.send({ type: 'speak', plan } satisfies ToFloor);
     agentsChild.send({ type: 'speak', plan } satisfies ToAgents);
@@ -536,6 +544,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   let json = false;
   let floor = true;
   let ab: string[] = [];
+  let execArgv: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') {
@@ -546,6 +555,11 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
     else if (a === '--sessions') sessions = (argv[++i] ?? '').split(',').map(Number);
     else if (a === '--seconds') seconds = Number(argv[++i]);
     else if (a === '--ab') ab = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (a === '--profile') {
+      const dir = argv[++i] ?? '.';
+      // --perf-basic-prof also turns on V8's code log: kept with the profiles, not in the cwd.
+      execArgv = ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(dir, 'v8.log')}`];
+    }
     else {
       process.stderr.write(`xiaozhi-gateway bench e2e: unknown option '${a}'\n\n${USAGE}\n`);
       return 2;
@@ -576,7 +590,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   const started = performance.now();
   try {
     for (const n of sessions) {
-      const level: Level = { sessions: n, gateway: await attempt(n, 'gateway', () => runGateway(n, seconds, srv)), ab: {} };
+      const level: Level = { sessions: n, gateway: await attempt(n, 'gateway', () => runGateway(n, seconds, srv, { execArgv })), ab: {} };
       if (floor) level.floor = await attempt(n, 'floor', () => runFloor(n, seconds, srv));
       for (const cut of ab) level.ab[cut] = await attempt(n, `gateway with ${cut} reverted`, () => runGateway(n, seconds, srv, { env: { XZ_BENCH_LEGACY: cut } }));
       levels.push(level);

@@ -50,7 +50,7 @@ export interface LivekitSessionOptions {
   interruptMethod?: string;
   /** Push-to-talk RPC methods on the agent for `listen` mode manual. */
   turnMethods?: { start: string; end: string };
-  /** Agent audio frame size requested from rtc-node (ms). Default 20. */
+  /** Agent audio frame size requested from rtc-node (ms). Default AGENT_FRAME_MS (60). */
   agentFrameMs?: number;
   /** After the agent leaves, the end of its last words still reaches the device (ms). Default 400. */
   agentLeaveGraceMs?: number;
@@ -133,8 +133,14 @@ export function micPublishOptions(): TrackPublishOptions {
   return new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE });
 }
 
-/** Agent audio frame size read from LiveKit (ms), unless the options say otherwise. */
-export const AGENT_FRAME_MS = 20;
+/**
+ * Agent audio frame size read from LiveKit (ms), unless the options say otherwise: one device frame.
+ * Every frame is one FFI event (protobuf-decoded, then handed to every listener of rtc-node's
+ * process-wide event bus) and one pass through the gate, so 60 ms frames cost a third of 20 ms
+ * ones on the main thread (bench e2e --ab frames20); a device frame completes no later, since the
+ * downlink encodes whole 60 ms frames anyway.
+ */
+export const AGENT_FRAME_MS = 60;
 /** A requested subscription to the agent's audio that has not arrived after this long is requested again. */
 const SUBSCRIBE_RETRY_MS = 3000;
 
@@ -530,8 +536,8 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#clearSubscribeRetry();
     this.#clearAgentAudioWait();
     this.#stopStream();
-    // 20 ms frames, not the default 10: every frame is one FFI event that rtc-node hands to every
-    // listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
+    // AGENT_FRAME_MS frames, not the default 10: every frame is one FFI event that rtc-node hands to
+    // every listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
     const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? AGENT_FRAME_MS });
     const reader = stream.getReader();
     this.#stream = { reader, trackSid: pub.sid };
