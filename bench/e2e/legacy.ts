@@ -4,6 +4,7 @@ import type { LivekitSessionOptions } from '../../src/livekit/livekit-session.js
 
 export const LEGACY: Record<string, string> = {
   frames20: 'agent audio read from LiveKit in 20 ms frames (now 60 ms, one device frame)',
+  red: 'microphone published with RED, rtc-node\'s default (now off)',
 };
 
 /** LivekitSession options that bring back the named old behaviour. */
@@ -11,6 +12,8 @@ export function legacyOptions(name: string | undefined): Partial<LivekitSessionO
   switch (name) {
     case 'frames20':
       return { agentFrameMs: 20 };
+    case 'red':
+      return { micRed: true };
     default:
       return {};
   }

@@ -321,9 +321,12 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
       }));
       devices.push(...batch);
     }
-    // A device's first datagram proves its UDP address (nothing is sent to it before): a real one
-    // sends audio as soon as it listens, before its agent can answer.
-    for (const d of devices) d.sendOpus(packets[0]!);
+    // A device's first datagrams prove its UDP address (3 in a row; nothing is sent to it before):
+    // a real one sends audio as soon as it listens, before its agent can answer.
+    for (let k = 0; k < 3; k++) {
+      for (const d of devices) d.sendOpus(packets[k]!);
+      await sleep(60);
+    }
     const rooms = devices.map((d, i) => ({ room: `xiaozhi-${d.mac.replace(/:/g, '')}-${d.sessionId}`, identity: `bench-agent-${i}` }));
     await ask(agentsChild, { type: 'join', rooms } satisfies ToAgents, 'joined');
     process.stderr.write(`bench e2e: gateway (pid ${child.pid}), ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);

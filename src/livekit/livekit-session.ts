@@ -52,6 +52,8 @@ export interface LivekitSessionOptions {
   turnMethods?: { start: string; end: string };
   /** Agent audio frame size requested from rtc-node (ms). Default AGENT_FRAME_MS (60). */
   agentFrameMs?: number;
+  /** Publish the microphone with RED (redundant audio). Default false: see micPublishOptions. */
+  micRed?: boolean;
   /** After the agent leaves, the end of its last words still reaches the device (ms). Default 400. */
   agentLeaveGraceMs?: number;
   /**
@@ -128,9 +130,15 @@ function observeConnect(stats: LivekitStats, seconds: number): void {
 
 const SAMPLE_RATE = 48000;
 
-/** How the device's microphone is published (shared with bench e2e's floor, which must do the same LiveKit work). */
-export function micPublishOptions(): TrackPublishOptions {
-  return new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE });
+/**
+ * How the device's microphone is published (shared with bench e2e's floor, which must do the same
+ * LiveKit work). No RED: rtc-node turns it on unless told, and each packet then carries the
+ * previous frames again, for a link (gateway → LiveKit, a server's) that rarely loses one; the
+ * device's own Wi-Fi leg is before us and has its own concealment. DTX stated: silence costs few
+ * packets.
+ */
+export function micPublishOptions(red = false): TrackPublishOptions {
+  return new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE, dtx: true, red });
 }
 
 /**
@@ -312,7 +320,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       this.#stats.tracks++;
       this.#counted.track = true;
       const pub = await withTimeout(
-        room.localParticipant!.publishTrack(this.#track, micPublishOptions()),
+        room.localParticipant!.publishTrack(this.#track, micPublishOptions(o.micRed ?? false)),
         timeout,
         'publishing the microphone',
       );
