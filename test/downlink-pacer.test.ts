@@ -167,6 +167,40 @@ describe('DownlinkPacer', () => {
     expect(play.maxQueued).toBeGreaterThan(3);
   });
 
+  it('audio announced late (the preroll burst at a turn start) leaves sooner, so the rest of the turn is not held for it', () => {
+    for (const announce of [false, true]) {
+      const clock = new FakeClock();
+      const pacer = new DownlinkPacer({ timers: clock.timers });
+      const dev = new Device(clock);
+      const arrivals: number[] = [];
+      clock.advance(1000);
+      // 300 ms of the agent's first words arrive at once (held until its 'speaking' state came),
+      // then the rest of the turn in real time.
+      if (announce) pacer.catchUp(dev, 300);
+      for (let k = 0; k < 6; k++) {
+        pacer.enqueue(dev, datagram(k));
+        arrivals.push(1000);
+      }
+      for (let k = 6; k < 60; k++) {
+        clock.advance(1000 + (k - 5) * FRAME);
+        pacer.enqueue(dev, datagram(k));
+        arrivals.push(clock.t);
+      }
+      pacer.endTurn(dev);
+      clock.advance(10_000);
+      expect(dev.ids).toEqual(arrivals.map((_, k) => k));
+      expect(dev.sentAt[0]! - dev.starts[0]!).toBeGreaterThanOrEqual(150);
+      const held = afterHeadStart(arrivals, dev);
+      if (announce) {
+        expect(Math.max(...held)).toBeLessThanOrEqual(2 * FRAME + 10);
+        expect(dev.playback().maxQueued).toBeLessThanOrEqual(20);
+      } else {
+        // Unannounced, the burst looks early and is paced: every later datagram waits for it.
+        expect(Math.min(...held.slice(5))).toBeGreaterThan(2 * FRAME + 10);
+      }
+    }
+  });
+
   it('a new turn starts its own clock (tts start, head start) after the previous one stopped', () => {
     const clock = new FakeClock();
     const pacer = new DownlinkPacer({ timers: clock.timers });

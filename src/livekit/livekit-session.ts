@@ -225,6 +225,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
           }
         : (pcm) => this.emit('audio', pcm, SAMPLE_RATE),
       start: () => this.emit('state', 'speaking'),
+      late: (ms) => this.emit('audio-late', ms),
       discarded: () => {
         this.#stats.downlinkDropped++;
       },
