@@ -1,7 +1,8 @@
 // The gateway under test for `bench e2e`, in its own process so its CPU is its own: agent backend
 // 'livekit' with probes on the points the benchmark times (uplink frame captured into the
 // AudioSource; agent frame received and handed to the downlink pipeline; downlink datagram built
-// and handed to the pacer; datagram sent by the pacer).
+// and handed to the pacer; datagram sent by the pacer). XZ_BENCH_DUMP=<path>: the raw timestamps
+// are also written to <path>.<pid>.json (to look at one session's turns when a figure surprises).
 import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.js';
