@@ -124,9 +124,10 @@ describe('echo round trip', () => {
       decoded += dec.decode(d.decrypt(data).opus).length;
     }
     expect(decoded).toBeGreaterThanOrEqual(24 * 1440);
-    // Paced: never more than the lead (2 frames) + 1 ahead of real time.
+    // Paced: the lead (2 frames) ahead of real time, and after a stall at most maxAheadFrames (8)
+    // ahead of the device's playback (late audio catches up instead of holding the rest of the turn).
     const span = audio.at(-1)!.at - audio[0]!.at;
-    expect(span).toBeGreaterThan((audio.length - 4) * 60 - 100);
+    expect(span).toBeGreaterThanOrEqual((audio.length - 8) * 60 - 10);
     // Round trip from listen stop to the first echoed packet, for information.
     console.log(`echo: ${audio.length} packets, first ${Math.round(audio[0]!.at - stopAt)} ms after listen stop`);
   }, 30_000);

@@ -218,6 +218,31 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
     expect(out).toEqual(['start', 11, 12, 13]);
   });
 
+  it('audio that overtook the speaking attribute is announced late by all but its newest frame, before it is forwarded', () => {
+    const out: Array<number | string> = [];
+    const g = new DownlinkGate({
+      sampleRate: 48000,
+      prerollMs: 300,
+      audio: (pcm) => out.push(pcm[0]! - 1000),
+      start: () => out.push('start'),
+      late: (ms) => out.push(`late ${ms}`),
+      end: () => out.push('end'),
+    });
+    g.setAgentState('listening');
+    g.frame(silence());
+    for (let v = 1; v <= 4; v++) g.frame(voice(v));  // 4 × 10 ms of voice before the attribute
+    g.setAgentState('speaking');
+    g.frame(voice(5));
+    expect(out).toEqual(['start', 'late 30', 1, 2, 3, 4, 5]);
+    g.close();
+    // The attribute first (no preroll): nothing is late.
+    const out2: string[] = [];
+    const g2 = new DownlinkGate({ sampleRate: 48000, audio: () => {}, late: (ms) => out2.push(`late ${ms}`), end: () => {} });
+    g2.setAgentState('speaking');
+    g2.frame(voice(1));
+    expect(out2).toEqual([]);
+  });
+
   it('after speaking → listening, the tail is forwarded until it goes quiet, then end', () => {
     const { g, out } = gate();
     g.setAgentState('speaking');

@@ -1,10 +1,12 @@
-// A minimal agent participant for `bench e2e`: joins a device's room with an agent token, says it
-// is speaking, and speaks without pause (a modulated tone, never silent) at real time. Nothing
-// else: it subscribes to nothing, runs no STT/LLM/TTS, and its 60 ms frames are computed once and
-// shared by every agent, so N agents cost little more than N published tracks.
+// A minimal agent participant for `bench e2e`: joins a device's room with an agent token and
+// answers in turns (turns.ts): `lk.agent.state` 'speaking', a few seconds of a modulated tone at
+// real time, then 'listening' once its audio has played out, as LiveKit Agents do; between turns
+// it captures nothing. Nothing else: it subscribes to nothing, runs no STT/LLM/TTS, and its 60 ms
+// frames are computed once and shared by every agent, so N agents cost little more than N tracks.
 import { releaseFfiHandle } from '../../src/livekit/livekit-session.js';
 import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
+import { agentWindow, type TurnPlan } from './turns.js';
 
 const FRAME = 2880; // 60 ms at 48 kHz
 const FRAMES: Int16Array[] = (() => {
@@ -44,15 +46,27 @@ export class BenchAgent {
     }
     const track = LocalAudioTrack.createAudioTrack('agent-voice', a.source);
     await a.room.localParticipant!.publishTrack(track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }));
-    await a.room.localParticipant!.setAttributes({ 'lk.agent.state': 'speaking' });
+    await a.room.localParticipant!.setAttributes({ 'lk.agent.state': 'listening' });
     return a;
   }
 
-  /** Speaks 60 ms frames until stop(); the source's queue paces captureFrame at real time. */
-  speak(): void {
+  /** Speaks its turns of session `index` in `plan` until stop(); the source's queue paces captureFrame at real time. */
+  speak(plan: TurnPlan, index: number): void {
     this.#done = (async () => {
-      for (let k = 0; !this.#stopped; k++) {
-        await this.source.captureFrame(new AudioFrame(FRAMES[k % FRAMES.length]!, 48000, 1, FRAME));
+      let k = 0;
+      while (!this.#stopped) {
+        const w = agentWindow(plan, index, performance.timeOrigin + performance.now());
+        if (w.startsInMs > 0) {
+          await new Promise((r) => setTimeout(r, w.startsInMs));
+          continue;
+        }
+        await this.room.localParticipant!.setAttributes({ 'lk.agent.state': 'speaking' });
+        const end = performance.now() + w.leftMs;
+        while (!this.#stopped && performance.now() < end) {
+          await this.source.captureFrame(new AudioFrame(FRAMES[k++ % FRAMES.length]!, 48000, 1, FRAME));
+        }
+        await this.source.waitForPlayout();
+        await this.room.localParticipant!.setAttributes({ 'lk.agent.state': 'listening' });
       }
     })();
   }

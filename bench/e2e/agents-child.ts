@@ -29,7 +29,7 @@ async function main(): Promise<void> {
         }
         send({ type: 'joined', count: m.rooms.length });
       } else if (m.type === 'speak') {
-        for (const a of agents) a.speak();
+        agents.forEach((a, i) => a.speak(m.plan, i));
       } else if (m.type === 'cpu') {
         const u = process.cpuUsage();
         send({ type: 'cpu', userUs: u.user, systemUs: u.system });

@@ -1,13 +1,16 @@
 // The gateway under test for `bench e2e`, in its own process so its CPU is its own: agent backend
 // 'livekit' with probes on the points the benchmark times (uplink frame captured into the
 // AudioSource; agent frame received and handed to the downlink pipeline; downlink datagram built
-// and handed to the pacer; datagram sent by the pacer).
+// and handed to the pacer; datagram sent by the pacer). XZ_BENCH_DUMP=<path>: the raw timestamps
+// are also written to <path>.<pid>.json (to look at one session's turns when a figure surprises).
+import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.js';
 import { DownlinkPacer } from '../../src/device/downlink-pacer.js';
 import { AudioSession } from '../../src/device/session.js';
 import { Gateway } from '../../src/gateway.js';
 import { LivekitAgentBackend } from '../../src/livekit/livekit-backend.js';
+import { legacyOptions } from './legacy.js';
 import type { ChildConfig, FromChild, ToChild } from './protocol.js';
 
 const abs = (t: number) => performance.timeOrigin + t;
@@ -41,6 +44,12 @@ async function main(): Promise<void> {
     if (ok) (downlinkSent[this.sessionId] ??= []).push(abs(performance.now()));
     return ok;
   };
+  let pacerDrops = 0;
+  const countDrop = AudioSession.prototype.countDrop;
+  AudioSession.prototype.countDrop = function (this: AudioSession, reason) {
+    pacerDrops++;
+    return countDrop.call(this, reason);
+  };
   const config = loadConfig({
     env: {},
     overrides: {
@@ -56,6 +65,7 @@ async function main(): Promise<void> {
   });
   const backend = LivekitAgentBackend.fromConfig(config, {
     connectTimeoutMs: 60000,
+    ...legacyOptions(process.env.XZ_BENCH_LEGACY),
     probe: {
       uplinkCaptured: (sid, _samples, _pushedAt, capturedAt, sequence) => (uplinkCaptured[sid] ??= []).push([sequence ?? -1, abs(capturedAt)]),
       downlinkForwarded: (sid, samples, at) => {
@@ -78,11 +88,13 @@ async function main(): Promise<void> {
     } else if (m.type === 'collect') {
       const used = process.cpuUsage(cpu);
       loop.disable();
+      if (process.env.XZ_BENCH_DUMP) writeFileSync(`${process.env.XZ_BENCH_DUMP}.${process.pid}.json`, JSON.stringify({ uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds }));
       send({
         type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
         cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,
         eventLoopP99Ms: loop.percentile(99) / 1e6, eventLoopMaxMs: loop.max / 1e6,
-        uplinkDropped: backend.stats().uplinkDropped, livekitSessions: backend.stats().sessions,
+        uplinkDropped: backend.stats().uplinkDropped, uplinkShed: backend.stats().uplinkShed,
+        downlinkDropped: backend.stats().downlinkDropped + pacerDrops, livekitSessions: backend.stats().sessions,
       });
     } else if (m.type === 'stop') {
       await gw.stop();

@@ -1,5 +1,7 @@
 // Messages between `bench e2e` (the driver: devices), its gateway child process and its agents
-// child process (every bench agent, as a participant each, in one process).
+// child process (every bench agent, as a participant each, in one process), and its floor child
+// (bare rtc-node doing the LiveKit work of N sessions, floor.ts).
+import type { TurnPlan } from './turns.js';
 export interface ChildConfig {
   livekitUrl: string;
   apiKey: string;
@@ -30,6 +32,10 @@ export interface ChildReport {
   eventLoopMaxMs: number;
   /** Uplink frames the bridge dropped (source pushing back): latency matching is off when > 0. */
   uplinkDropped: number;
+  /** Uplink frames shed to drain a standing backlog. */
+  uplinkShed: number;
+  /** Agent frames discarded by the gate plus datagrams the pacer dropped (backlog bound, failed send). */
+  downlinkDropped: number;
   /** LiveKit sessions open in the gateway (should equal the session count). */
   livekitSessions: number;
 }
@@ -38,7 +44,7 @@ export type FromChild = { type: 'ready'; ports: { mqtt: number; udp: number; htt
 
 export type ToAgents =
   | { type: 'join'; rooms: Array<{ room: string; identity: string }> }
-  | { type: 'speak' }
+  | { type: 'speak'; plan: TurnPlan }
   | { type: 'cpu' }
   | { type: 'stop' };
 

@@ -23,6 +23,11 @@ export type ListenMode = 'auto' | 'manual' | 'realtime';
 export interface AgentEvents {
   /** Agent speech for the device: Int16 or Float32 mono PCM at `sampleRate`, any chunk size. */
   audio: [pcm: Int16Array | Float32Array, sampleRate: number];
+  /**
+   * The next 'audio' is already `ms` behind real time (held before the turn was known, emitted at
+   * once): the device may be sent it that much sooner than real-time pacing would. Optional.
+   */
+  'audio-late': [ms: number];
   /** The agent finished a spoken turn: everything it said has been emitted as 'audio'. */
   'audio-end': [];
   /** The agent's conversational state (drives tts/llm messages to the device). */

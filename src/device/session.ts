@@ -253,6 +253,9 @@ export class AudioSession implements PacedSession {
       }
       if (this.state !== 'closed') this.#downlink.push(pcm);
     });
+    on('audio-late', (ms: number) => {
+      if (this.state !== 'closed' && Number.isFinite(ms) && ms > 0) this.#deps.pacer.catchUp(this, ms);
+    });
     on('audio-end', () => {
       if (this.state !== 'closed') this.#downlink.flush();
     });

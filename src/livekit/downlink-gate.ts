@@ -24,6 +24,11 @@ export interface DownlinkGateOptions {
   audio(pcm: Int16Array): void;
   /** A turn began (its first audio follows). */
   start?(): void;
+  /**
+   * The audio about to follow is already `ms` behind real time: it arrived before the turn was
+   * known (preroll) and comes out at once. Downstream pacing may send it that much sooner.
+   */
+  late?(ms: number): void;
   /** The turn is over: everything it said went to audio(). */
   end(): void;
   /** A frame of the agent's audio was discarded (the rest of an interrupted turn). */
@@ -42,7 +47,7 @@ export function isSilent(pcm: Int16Array, peak: number): boolean {
 }
 
 export class DownlinkGate {
-  readonly #o: Required<Omit<DownlinkGateOptions, 'start' | 'timers' | 'discarded'>> & Pick<DownlinkGateOptions, 'start' | 'discarded'>;
+  readonly #o: Required<Omit<DownlinkGateOptions, 'start' | 'timers' | 'discarded' | 'late'>> & Pick<DownlinkGateOptions, 'start' | 'discarded' | 'late'>;
   readonly #timers: NonNullable<DownlinkGateOptions['timers']>;
   #phase: Phase = 'idle';
   #agentState: AgentState | null = null;
@@ -62,6 +67,7 @@ export class DownlinkGate {
       silencePeak: o.silencePeak ?? 24,
       audio: o.audio,
       start: o.start,
+      late: o.late,
       end: o.end,
       discarded: o.discarded,
     };
@@ -113,6 +119,13 @@ export class DownlinkGate {
         const pre = this.#preroll;
         this.#preroll = [];
         this.#prerollSamples = 0;
+        const first = pre.findIndex((p) => !isSilent(p, this.#o.silencePeak));
+        if (first >= 0) {
+          // It arrived over the last few frames and leaves now: all but its newest frame is late.
+          let samples = 0;
+          for (let i = first; i < pre.length - 1; i++) samples += pre[i]!.length;
+          if (samples > 0) this.#o.late?.((samples / this.#o.sampleRate) * 1000);
+        }
         for (const p of pre) this.#forward(p, isSilent(p, this.#o.silencePeak));
       } else if (this.#phase === 'tail') {
         this.#clearTailTimer();

@@ -50,8 +50,10 @@ export interface LivekitSessionOptions {
   interruptMethod?: string;
   /** Push-to-talk RPC methods on the agent for `listen` mode manual. */
   turnMethods?: { start: string; end: string };
-  /** Agent audio frame size requested from rtc-node (ms). Default 20. */
+  /** Agent audio frame size requested from rtc-node (ms). Default AGENT_FRAME_MS (60). */
   agentFrameMs?: number;
+  /** Publish the microphone with RED (redundant audio). Default false: see micPublishOptions. */
+  micRed?: boolean;
   /** After the agent leaves, the end of its last words still reaches the device (ms). Default 400. */
   agentLeaveGraceMs?: number;
   /**
@@ -127,6 +129,26 @@ function observeConnect(stats: LivekitStats, seconds: number): void {
 }
 
 const SAMPLE_RATE = 48000;
+
+/**
+ * How the device's microphone is published (shared with bench e2e's floor, which must do the same
+ * LiveKit work). No RED: rtc-node turns it on unless told, and each packet then carries the
+ * previous frames again, for a link (gateway → LiveKit, a server's) that rarely loses one; the
+ * device's own Wi-Fi leg is before us and has its own concealment. DTX stated: silence costs few
+ * packets.
+ */
+export function micPublishOptions(red = false): TrackPublishOptions {
+  return new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE, dtx: true, red });
+}
+
+/**
+ * Agent audio frame size read from LiveKit (ms), unless the options say otherwise: one device frame.
+ * Every frame is one FFI event (protobuf-decoded, then handed to every listener of rtc-node's
+ * process-wide event bus) and one pass through the gate, so 60 ms frames cost a third of 20 ms
+ * ones on the main thread (bench e2e --ab frames20); a device frame completes no later, since the
+ * downlink encodes whole 60 ms frames anyway.
+ */
+export const AGENT_FRAME_MS = 60;
 /** A requested subscription to the agent's audio that has not arrived after this long is requested again. */
 const SUBSCRIBE_RETRY_MS = 3000;
 
@@ -203,6 +225,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
           }
         : (pcm) => this.emit('audio', pcm, SAMPLE_RATE),
       start: () => this.emit('state', 'speaking'),
+      late: (ms) => this.emit('audio-late', ms),
       discarded: () => {
         this.#stats.downlinkDropped++;
       },
@@ -298,7 +321,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       this.#stats.tracks++;
       this.#counted.track = true;
       const pub = await withTimeout(
-        room.localParticipant!.publishTrack(this.#track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE })),
+        room.localParticipant!.publishTrack(this.#track, micPublishOptions(o.micRed ?? false)),
         timeout,
         'publishing the microphone',
       );
@@ -522,9 +545,9 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#clearSubscribeRetry();
     this.#clearAgentAudioWait();
     this.#stopStream();
-    // 20 ms frames, not the default 10: every frame is one FFI event that rtc-node hands to every
-    // listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
-    const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? 20 });
+    // AGENT_FRAME_MS frames, not the default 10: every frame is one FFI event that rtc-node hands to
+    // every listener of its (process-wide) event bus, so frame count × open rooms is the cost that grows.
+    const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: this.#o.agentFrameMs ?? AGENT_FRAME_MS });
     const reader = stream.getReader();
     this.#stream = { reader, trackSid: pub.sid };
     this.#stats.streams++;
