@@ -14,7 +14,9 @@
 // downloaded .debs, as mmdebstrap's `extract` variant does. Maintainer scripts do not run; nothing
 // the tests use needs them (Debian's ld.so searches /usr/lib/aarch64-linux-gnu without a cache).
 //
-// Usage: node scripts/arm64-root.mjs [--rebuild]     prints the root's path on stdout
+// Usage: node scripts/arm64-root.mjs [--rebuild] [--tools]     prints the root's path on stdout
+//   --tools also installs (as root, with apt-get) the host side of the arm64 tier: Debian's aarch64
+//   cross compilers, qemu-user, cmake and ninja.
 //   XIAOZHI_ARM64_ROOT      where the root lives (default ~/.cache/xiaozhi-gateway/arm64-root)
 //   XIAOZHI_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org/debian)
 import { spawnSync } from 'node:child_process';
@@ -28,6 +30,10 @@ export const SUITE = 'bookworm';
 export const PACKAGES = ['nodejs', 'libstdc++6', 'libssl3', 'libssl-dev', 'libgtest-dev'];
 // Bumped when PACKAGES or the way the root is made changes, so an older cached root is rebuilt.
 const STAMP_VERSION = `1 ${SUITE} ${PACKAGES.join(',')}`;
+
+// Host packages of the arm64 tier (test/arm64.test.ts). qemu-user without its recommended
+// qemu-user-binfmt: binaries are started through qemu-aarch64 explicitly.
+export const HOST_TOOLS = ['gcc-aarch64-linux-gnu', 'g++-aarch64-linux-gnu', 'qemu-user', 'cmake', 'ninja-build'];
 
 export function arm64RootDir() {
   if (process.env.XIAOZHI_ARM64_ROOT) return resolve(process.env.XIAOZHI_ARM64_ROOT);
@@ -117,6 +123,7 @@ export function ensureArm64Root({ rebuild = false } = {}) {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
+    if (process.argv.includes('--tools')) ensureHostPackages(HOST_TOOLS, 'the arm64 tier (cross compilers, qemu-user)');
     process.stdout.write(`${ensureArm64Root({ rebuild: process.argv.includes('--rebuild') })}\n`);
   } catch (err) {
     process.stderr.write(`arm64-root: FAILED: ${err.message}\n`);
