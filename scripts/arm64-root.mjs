@@ -83,7 +83,8 @@ export function rootIsReady(dir = arm64RootDir()) {
 export function ensureArm64Root({ rebuild = false } = {}) {
   const dir = arm64RootDir();
   if (!rebuild && rootIsReady(dir)) return dir;
-  ensureHostPackages(['debootstrap'], 'the Debian arm64 root');
+  // The keyring lets debootstrap verify the signed Release file (present on Debian, not on Ubuntu).
+  ensureHostPackages(['debootstrap', 'debian-archive-keyring'], 'the Debian arm64 root');
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     // debootstrap refuses to run unprivileged (it creates device nodes and chowns files).
     throw new Error('building the Debian arm64 root needs root privileges (debootstrap); run as root or set XIAOZHI_ARM64_ROOT to a prepared root');
