@@ -5,11 +5,13 @@
 //      Node install (npm's nodedir, else <prefix of the running node>/include/node)
 //   3. cmake-js build -> build/Release/xiaozhi_native.node (where node-gyp-build looks)
 // Used by `npm install` (when no prebuilt binary fits), `npm run build:native` and the prebuild shim.
-// Flags: --rebuild (clean first), --debug, --asan (debug build with AddressSanitizer+UBSan).
+// Flags: --rebuild (clean first), --debug, --asan (debug build with AddressSanitizer+UBSan),
+// --arch arm64 (on another CPU: cross-compile with Debian's aarch64 toolchain into build-arm64/,
+// cmake/aarch64-linux-gnu.cmake; scripts/prebuild.mjs uses it for prebuilds/linux-arm64).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
+import { arch, availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureLibopus } from './fetch-libopus.mjs';
@@ -44,7 +46,13 @@ function resolveTool(pkg, what) {
 }
 
 const args = process.argv.slice(2);
-const buildDir = join(root, 'build');
+const archArg = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : undefined;
+if (archArg !== undefined && archArg !== 'arm64' && archArg !== arch()) {
+  fail(`--arch ${archArg}: only arm64 can be cross-compiled (from ${arch()}), or this machine's own arch`);
+}
+const cross = archArg === 'arm64' && arch() !== 'arm64';
+// A cross build has its own build directory: build/ stays this machine's addon (node-gyp-build loads it).
+const buildDir = join(root, cross ? 'build-arm64' : 'build');
 const configured = ['build.ninja', 'Makefile'].some((f) => existsSync(join(buildDir, f)));
 const asan = args.includes('--asan');
 const debug = asan || args.includes('--debug');
@@ -70,6 +78,7 @@ const cmakeArgs = [
   `--CDXZ_NODE_INCLUDE_DIR=${nodeIncludeDir()}`,
   `--CDXZ_NODE_ADDON_API_DIR=${addonApiDir}`,
 ];
+if (cross) cmakeArgs.push(`--CDCMAKE_TOOLCHAIN_FILE=${join(root, 'cmake', 'aarch64-linux-gnu.cmake')}`);
 if (asan) {
   const flags = '-fsanitize=address,undefined -fno-omit-frame-pointer';
   cmakeArgs.push(`--CDCMAKE_C_FLAGS=${flags}`, `--CDCMAKE_CXX_FLAGS=${flags}`, `--CDCMAKE_SHARED_LINKER_FLAGS=${flags}`);
