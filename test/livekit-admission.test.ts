@@ -243,13 +243,15 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
     // large share of the cores, drops are reported as not checked instead of judged.
     // The same for the gateway's event-loop delay: a process that other work keeps off the CPU is late
     // whatever it does.
-    expect(loop.count).toBeGreaterThan(SECONDS * 50);
+    expect(loop.count, 'event-loop delay samples').toBeGreaterThan(0);
     if (shared) {
       console.warn(`NOT CHECKED: admitted sessions' drops (${[...drops, ...lkDrops].join(' ') || 'none'}), downlink (${tally.noDownlink} sessions without) and event-loop p99 (≤ ${loop.p99 * 1000} ms): the machine was not this test's (${describeShare(machine)})`);
     } else {
       expect(drops, describeShare(machine)).toEqual([]);
       expect(lkDrops, describeShare(machine)).toEqual([]);
       expect(tally.noDownlink, describeShare(machine)).toBe(0);
+      // One sample per 10 ms timer that ran: about 100 a second on a loop that keeps up.
+      expect(loop.count, describeShare(machine)).toBeGreaterThan(SECONDS * 50);
       expect(loop.p99, describeShare(machine)).toBeLessThanOrEqual(MAX_EVENT_LOOP_P99_S);
     }
   }, (SECONDS + 240) * 1000);
