@@ -21,7 +21,7 @@ import { DeviceConnection, type DeviceIdentity, type GatewayCounter, type Sessio
 import { UdpAudioServer } from './device/udp-server.js';
 import { createHttpServer } from './http-server.js';
 import { gatewayLogger } from './logger.js';
-import { createMetricsRegistry } from './metrics/prometheus.js';
+import { createMetricsRegistry, stopMetrics } from './metrics/prometheus.js';
 import { AudioPipeline } from './native/pipeline.js';
 
 export interface GatewayPorts {
@@ -224,6 +224,7 @@ export class Gateway {
         admission: () => admission.state,
         ...(cluster ? { worker: cluster.worker } : {}),
       });
+      opened.push(() => stopMetrics(registry));
       agents.registerMetrics?.(registry);
       redis?.registerMetrics(registry);
       const brokerPorts = await broker.start();
@@ -499,6 +500,7 @@ export class Gateway {
       this.#connections.clear();
       this.#pacer.close();
       this.#admission.close();
+      stopMetrics(this.registry);
       await Promise.allSettled([
         this.#broker.stop(),
         this.#udp.close(),
@@ -524,6 +526,7 @@ export class Gateway {
       this.logger.error('shutdown did not finish in time: releasing everything now');
       this.#pacer.close();
       this.#admission.close();
+      stopMetrics(this.registry);
       await Promise.race([
         Promise.allSettled([this.#broker.stop(), this.#udp.close(), new Promise<void>((r) => { this.#http.close(() => r()); this.#http.closeAllConnections(); })]),
         new Promise((r) => setTimeout(r, 500).unref()),

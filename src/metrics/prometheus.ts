@@ -4,6 +4,7 @@
 import client, { type Registry } from 'prom-client';
 import type { AdmissionState } from '../device/admission.js';
 import type { AudioPipeline } from '../native/pipeline.js';
+import { registerEventLoopDelay } from './event-loop.js';
 
 type MetricValue = { value: number; labels: Record<string, string | number> };
 type Sample = { name: string; help: string; type: 'counter' | 'gauge' | 'histogram'; values: Array<MetricValue & { metricName?: string }>; aggregator: 'sum' };
@@ -123,5 +124,14 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     }
     return out;
   }));
+  samplers.set(registry, registerEventLoopDelay(registry, perWorker));
   return registry;
+}
+
+const samplers = new WeakMap<Registry, () => void>();
+
+/** Stops what createMetricsRegistry started (the event-loop delay sampler). */
+export function stopMetrics(registry: Registry): void {
+  samplers.get(registry)?.();
+  samplers.delete(registry);
 }
