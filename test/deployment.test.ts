@@ -64,7 +64,7 @@ const frames: Buffer[] = (() => {
 async function startInstance(name: string): Promise<Instance> {
   const [mqtt, http] = [await freePort(), await freePort()];
   const child = spawn(process.execPath, [
-    join(root, 'dist', 'src', 'cli.js'), 'start', '--workers', '2', '--instance-id', name,
+    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--instance-id', name,
     '--mqtt-port', String(mqtt), '--http-port', String(http), '--udp-port', '0',
     '--public-host', '127.0.0.1', '--public-mqtt-port', String(mqttPort),
     '--redis-url', redis.url, '--signature-key', KEY, '--admin-token', TOKEN,

@@ -17,7 +17,7 @@ const devices: RawDevice[] = [];
 const mac = (i: number) => `02:00:00:00:07:${i.toString(16).padStart(2, '0')}`;
 
 beforeAll(async () => {
-  gateway = spawn(process.execPath, [join(root, 'dist', 'src', 'cli.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--admin-token', TOKEN, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  gateway = spawn(process.execPath, [join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--admin-token', TOKEN, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = await new Promise<{ ports: { http: number; udp: number[] } }>((resolveReady, reject) => {
     createInterface({ input: gateway.stdout! }).on('line', (line) => {
       if (!line.includes('"msg":"ready"') || !line.includes('"role":"primary"')) return;

@@ -157,7 +157,7 @@ beforeAll(async () => {
     },
   });
   gateway = spawn(process.execPath, [
-    join(root, 'dist', 'src', 'cli.js'), 'start', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1',
+    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1',
     '--log-level', 'info', '--agent', 'livekit', '--livekit-agent-name', AGENT,
     '--admission', 'on', '--max-sessions', String(CAPACITY),
   ], {

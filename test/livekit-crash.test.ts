@@ -165,7 +165,7 @@ beforeAll(async () => {
   agentWorker = await TestAgentWorker.start({ url: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret, agentName: AGENT });
   // ulimit -c 0: the abort case must not leave a core file behind.
   const args = [
-    join(root, 'dist', 'src', 'cli.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0',
+    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0',
     '--public-host', '127.0.0.1', '--log-level', 'info', '--agent', 'livekit', '--livekit-agent-name', AGENT,
     '--max-sessions', String(ROOMS_PER_WORKER),
     // Containment, not admission, is tested here (test/livekit-admission.test.ts): a busy 2-core

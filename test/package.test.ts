@@ -132,13 +132,13 @@ describe('npm tarball', () => {
       summary: { targets: number; measured: number; met: number; baselinesNotInstalled: number; failedStages: string[]; verdict: string };
       machine: { baselines: Record<string, string> };
     };
-    expect(report.stages.map((s) => s.id)).toEqual(['convert', 'resample-16k-48k', 'resample-48k-24k', 'opus-encode', 'opus-decode', 'aes-ctr', 'packet']);
+    expect(report.stages.map((s) => s.id)).toEqual(['convert', 'resample-16k-48k', 'resample-48k-24k', 'opus-encode', 'opus-encode-c10', 'opus-encode-voip', 'opus-encode-gateway', 'opus-decode', 'aes-ctr', 'packet']);
     for (const s of report.stages) {
       expect(s.errors, s.id).toEqual([]);
       const ours = s.variants.find((v) => v.role === 'ours');
       expect(ours?.medianNs, s.id).toBeGreaterThan(0);
     }
-    for (const id of ['opus-encode', 'opus-decode']) {
+    for (const id of ['opus-encode', 'opus-encode-c10', 'opus-encode-voip', 'opus-encode-gateway', 'opus-decode']) {
       expect(report.stages.find((s) => s.id === id)!.missingBaselines).toEqual([
         { name: '@discordjs/opus', package: '@discordjs/opus', install: 'npm i @discordjs/opus' },
       ]);
@@ -147,7 +147,7 @@ describe('npm tarball', () => {
       if (t.measured) expect(t.speedup, t.stage).toBeGreaterThan(0);
       else expect(t.install, t.stage).toBe('npm i @discordjs/opus');
     }
-    expect(report.summary).toMatchObject({ targets: 6, measured: 4, baselinesNotInstalled: 2, failedStages: [] });
+    expect(report.summary).toMatchObject({ targets: 9, measured: 4, baselinesNotInstalled: 5, failedStages: [] });
     expect(report.summary.verdict).toMatch(/^targets met: [0-4]\/4 measured; 2 baselines not installed \(`npm i @discordjs\/opus` to compare\)$/);
     expect(report.machine.baselines['@discordjs/opus']).toContain('not installed');
   }, 180_000);

@@ -1,4 +1,4 @@
-// `xiaozhi-gateway simulate`: simulated stock devices against a running gateway (called from src/cli.ts).
+// `xiaozhi-gateway simulate`: simulated stock devices against a running gateway (called from bin/xiaozhi-gateway.ts).
 import { existsSync } from 'node:fs';
 import { FIRMWARE_PROFILES, LISTENING_MODES, type FirmwareProfileName, type ListeningMode } from './firmware.js';
 import { formatProgress, formatSummary } from './report.js';
