@@ -214,14 +214,18 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
 
     const refusedCounted = sum(last, 'xiaozhi_gateway_events_total', (l) => /^sessions_refused_/.test(l.event!)) - sum(start, 'xiaozhi_gateway_events_total', (l) => /^sessions_refused_/.test(l.event!));
     const byReason = Object.fromEntries(samples(last, 'xiaozhi_gateway_events_total').filter((s) => /^sessions_refused_/.test(s.labels.event!)).map((s) => [s.labels.event!.replace('sessions_refused_', ''), s.value]));
-    const drops = samples(last, 'xiaozhi_drops_total').filter((s) => s.value > 0).map((s) => `${s.labels.reason}=${s.value}`);
+    // closed_stream: frames still queued in a stream when its session ended (the agent's last words
+    // when the device says goodbye mid-reply). A session's end discards them by design; they are not
+    // frames an admitted session lost while it ran, so they are reported, not judged.
+    const drops = samples(last, 'xiaozhi_drops_total').filter((s) => s.value > 0 && s.labels.reason !== 'closed_stream').map((s) => `${s.labels.reason}=${s.value}`);
+    const closedAtEnd = sum(last, 'xiaozhi_drops_total', (l) => l.reason === 'closed_stream');
     const lkDrops = samples(last, 'xiaozhi_livekit_dropped_frames_total').filter((s) => s.value > 0 && s.labels.direction !== 'uplink_shed').map((s) => `${s.labels.direction}=${s.value}`);
     const shed = sum(last, 'xiaozhi_livekit_dropped_frames_total', (l) => l.direction === 'uplink_shed');
     const loop = p99Between(loopBuckets(start), loopBuckets(last));
     const errors = logs.filter((l) => (l.level ?? 0) >= 50);
     console.log(
       `${SECONDS} s, ${OFFERED} devices for a cap of ${CAPACITY}: ${tally.hellos} hellos, ${tally.admitted} admitted, ${tally.refused} refused (${JSON.stringify(byReason)}), at most ${maxSessions} sessions open; ` +
-        `event-loop delay p99 ≤ ${loop.p99 * 1000} ms, worst ≤ ${loop.max * 1000} ms (${loop.count} samples); drops: ${drops.join(' ') || 'none'}; LiveKit drops: ${lkDrops.join(' ') || 'none'} (uplink frames shed for standing latency: ${shed}); ` +
+        `event-loop delay p99 ≤ ${loop.p99 * 1000} ms, worst ≤ ${loop.max * 1000} ms (${loop.count} samples); drops: ${drops.join(' ') || 'none'} (queued at a session's end: ${closedAtEnd}); LiveKit drops: ${lkDrops.join(' ') || 'none'} (uplink frames shed for standing latency: ${shed}); ` +
         `admitted sessions with no downlink heard: ${tally.noDownlink}; ${describeShare(machine)}; lane failures: ${tally.failures.length}${tally.failures.length ? ` (${tally.failures.slice(0, 3).join(' | ')})` : ''}`,
     );
     expect(exited, 'the gateway exited').toBeNull();
