@@ -206,6 +206,10 @@ describe('start --workers 2', () => {
     const shared = samples(text, 'xiaozhi_gateway_events_total').find((s) => s.labels.event === 'firmware_shared');
     expect(shared?.value).toBe(DEVICES);
     expect(samples(text, 'process_resident_memory_bytes').map((s) => s.labels.worker).sort()).toEqual(['0', '1']);
+    // Event-loop busy time per worker (not summed): each worker's own, positive, below its uptime.
+    const active = samples(text, 'xiaozhi_event_loop_active_seconds_total');
+    expect(active.map((s) => s.labels.worker).sort()).toEqual(['0', '1']);
+    for (const s of active) expect(s.value).toBeGreaterThan(0);
   }, 120_000);
 
   it('SIGKILL of one worker: only its devices drop, the others lose no downlink frame; it restarts on its UDP port and its devices reconnect', async () => {

@@ -37,6 +37,11 @@ measurement (machine saturated, uplink frames dropped, event loop lagging) says 
 Options:
   --sessions LIST  concurrent sessions per run (default 5,20); the first and last are compared
   --seconds S      measured seconds per run, after a 3 s warm-up (default 15: two turn cycles)
+  --workers W      the gateway as W shared-nothing worker processes (default 1), as
+                   \`start --workers W\` runs it: each owns its devices end to end (MQTT, UDP,
+                   native streams, LiveKit rooms); devices are spread over them round-robin, CPU
+                   is the sum of all of them, the event-loop p99 the worst one's. The primary's
+                   only job, handing each new connection to a worker, is not on this path.
   --no-floor       skip the floor
   --ab LIST        A/B of cost cuts: at each N, one more gateway run per named cut with the old
                    behaviour back (${Object.keys(LEGACY).join(', ')}); printed as a ratio to the current gateway
@@ -53,6 +58,10 @@ interface Stat {
 
 interface Row {
   sessions: number;
+  /** Gateway worker processes the sessions were spread over. */
+  workers: number;
+  /** The busiest worker's main JS thread, % of a core: 100 is where one more process would help. */
+  mainThreadMaxPct: number;
   /** The gateway's extra environment (an A/B row: the old behaviour of a cost cut switched back on). */
   env?: Record<string, string>;
   /** UDP datagram sent by the device → its 60 ms frame captured into the LiveKit AudioSource. */
@@ -247,36 +256,44 @@ interface Measured {
   cpuPct: number;
   threads: Record<string, number>;
   threadTop: Record<string, number>;
+  /** The busiest process's main JS thread (% of a core). */
+  mainThreadMaxPct: number;
   serverCpuPct: number;
   agentsCpuPct: number;
   machineBusyPct: number;
   wallMs: number;
 }
 
-/** CPU of `pid` (all threads, /proc) and of the rest over `seconds`, measured the same way for the gateway and the floor. */
-async function measure(pid: number, seconds: number, serverPid: number | undefined, agentsPid: number | undefined, during?: () => Promise<void>): Promise<Measured> {
-  const p0 = procCpuMs(pid);
-  const t0 = threadCpuMs(pid);
+/** CPU of `pids` (all threads of each, /proc; summed) and of the rest over `seconds`, measured the same way for the gateway and the floor. */
+async function measure(pids: number[], seconds: number, serverPid: number | undefined, agentsPid: number | undefined): Promise<Measured> {
+  const p0 = pids.map(procCpuMs);
+  const t0 = pids.map(threadCpuMs);
   const server0 = procCpuMs(serverPid);
   const agents0 = procCpuMs(agentsPid);
   const [busy0, total0] = machineJiffies();
   const wall0 = performance.now();
   await sleep(seconds * 1000);
   const wallMs = performance.now() - wall0;
-  const p1 = procCpuMs(pid);
-  const t1 = threadCpuMs(pid);
+  const p1 = pids.map(procCpuMs);
+  const t1 = pids.map(threadCpuMs);
   const [busy1, total1] = machineJiffies();
-  const m = {
-    cpuPct: ((p1 - p0) / wallMs) * 100,
-    threads: threadSplit(pid, t0, t1, wallMs),
-    threadTop: threadTop(t0, t1, wallMs),
+  const sum = (rs: Array<Record<string, number>>) => {
+    const out: Record<string, number> = {};
+    for (const r of rs) for (const [k, v] of Object.entries(r)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  const splits = pids.map((pid, i) => threadSplit(pid, t0[i]!, t1[i]!, wallMs));
+  const tops = sum(pids.map((_, i) => threadTop(t0[i]!, t1[i]!, wallMs)));
+  return {
+    cpuPct: (pids.reduce((a, _, i) => a + (p1[i]! - p0[i]!), 0) / wallMs) * 100,
+    threads: sum(splits),
+    threadTop: Object.fromEntries(Object.entries(tops).sort((x, y) => y[1] - x[1]).slice(0, 12)),
+    mainThreadMaxPct: Math.max(...splits.map((sp) => sp['main JS'] ?? 0)),
     serverCpuPct: ((procCpuMs(serverPid) - server0) / wallMs) * 100,
     agentsCpuPct: ((procCpuMs(agentsPid) - agents0) / wallMs) * 100,
     machineBusyPct: ((busy1 - busy0) / (total1 - total0)) * 100,
     wallMs,
   };
-  await during?.();
-  return m;
 }
 
 async function stopAgents(agentsChild: ChildProcess | null): Promise<void> {
@@ -297,13 +314,41 @@ interface GatewayOptions {
   env?: Record<string, string>;
   /** Node options of the gateway child (profiling). */
   execArgv?: string[];
+  /** Worker processes (default 1). */
+  workers?: number;
+}
+
+/** The reports of W workers as one: per-session maps joined (sessions are disjoint), counts summed, the worst event loop. */
+function mergeReports(rs: ChildReport[]): ChildReport {
+  const join = <K extends 'uplinkCaptured' | 'downlinkForwarded' | 'downlinkBuilt' | 'downlinkSent' | 'turnEnds'>(k: K) => Object.assign({}, ...rs.map((r) => r[k])) as ChildReport[K];
+  const total = (k: 'cpuUserUs' | 'cpuSystemUs' | 'uplinkDropped' | 'uplinkShed' | 'downlinkDropped' | 'livekitSessions') => rs.reduce((a, r) => a + r[k], 0);
+  return {
+    type: 'report',
+    uplinkCaptured: join('uplinkCaptured'), downlinkForwarded: join('downlinkForwarded'), downlinkBuilt: join('downlinkBuilt'), downlinkSent: join('downlinkSent'), turnEnds: join('turnEnds'),
+    cpuUserUs: total('cpuUserUs'), cpuSystemUs: total('cpuSystemUs'), wallMs: Math.max(...rs.map((r) => r.wallMs)),
+    eventLoopP99Ms: Math.max(...rs.map((r) => r.eventLoopP99Ms)), eventLoopMaxMs: Math.max(...rs.map((r) => r.eventLoopMaxMs)),
+    uplinkDropped: total('uplinkDropped'), uplinkShed: total('uplinkShed'), downlinkDropped: total('downlinkDropped'), livekitSessions: total('livekitSessions'),
+  };
+}
+
+async function stopGateway(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null) {
+    child.send({ type: 'stop' } satisfies ToChild);
+    await Promise.race([new Promise((r) => child.once('exit', r)), sleep(30000)]);
+    child.kill();
+  }
 }
 
 async function runGateway(n: number, seconds: number, server: { url: string; apiKey: string; apiSecret: string; pid?: number }, opts: GatewayOptions = {}): Promise<Row> {
   const cfg = { livekitUrl: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret };
-  const gwp = await fork2<Extract<FromChild, { type: 'ready' }>>('gateway-child.js', cfg, 0, opts.env, opts.execArgv);
-  const child = gwp.child;
-  const ports = gwp.first.ports;
+  const workers = opts.workers ?? 1;
+  const started = await Promise.allSettled(Array.from({ length: workers }, () => fork2<Extract<FromChild, { type: 'ready' }>>('gateway-child.js', cfg, 0, opts.env, opts.execArgv)));
+  const gateways = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  if (gateways.length < workers) {
+    await Promise.all(gateways.map((g) => stopGateway(g.child)));
+    throw (started.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
+  }
+  const children = gateways.map((g) => g.child);
   let agentsChild: ChildProcess | null = null;
   const devices: BenchDevice[] = [];
   const packets = uplinkPackets();
@@ -317,7 +362,7 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
       const batch = await Promise.all(Array.from({ length: Math.min(5, n - i) }, async (_, k) => {
         const idx = i + k;
         const mac = `02:00:00:02:${(idx >> 8).toString(16).padStart(2, '0')}:${(idx & 0xff).toString(16).padStart(2, '0')}`;
-        return BenchDevice.connect(ports.http, mac);
+        return BenchDevice.connect(gateways[idx % workers]!.first.ports.http, mac);
       }));
       devices.push(...batch);
     }
@@ -329,7 +374,7 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
     }
     const rooms = devices.map((d, i) => ({ room: `xiaozhi-${d.mac.replace(/:/g, '')}-${d.sessionId}`, identity: `bench-agent-${i}` }));
     await ask(agentsChild, { type: 'join', rooms } satisfies ToAgents, 'joined');
-    process.stderr.write(`bench e2e: gateway (pid ${child.pid}), ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
+    process.stderr.write(`bench e2e: gateway (pid ${children.map((c) => c.pid).join(', ')}), ${n} device(s) and agent(s) connected (${((performance.now() - setupStart) / 1000).toFixed(0)} s)\n`);
     const plan = planFor(n);
     // Devices send at their real cadence (each on its own phase) while they talk (turns.ts).
     loops = devices.map(async (d, i) => {
@@ -343,11 +388,11 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
     });
     agentsChild.send({ type: 'speak', plan } satisfies ToAgents);
     await sleep(WARMUP_MS);
-    child.send({ type: 'mark' } satisfies ToChild);
+    for (const c of children) c.send({ type: 'mark' } satisfies ToChild);
     const markAbs = performance.timeOrigin + performance.now();
     const driver0 = process.cpuUsage();
-    const m = await measure(child.pid!, seconds, server.pid, agentsChild.pid);
-    const report = await ask<ChildReport>(child, { type: 'collect' } satisfies ToChild, 'report');
+    const m = await measure(children.map((c) => c.pid!), seconds, server.pid, agentsChild.pid);
+    const report = mergeReports(await Promise.all(children.map((c) => ask<ChildReport>(c, { type: 'collect' } satisfies ToChild, 'report'))));
     const endAbs = performance.timeOrigin + performance.now();
     const du = process.cpuUsage(driver0);
     const driverCpuPct = ((du.user + du.system) / 1000 / m.wallMs) * 100;
@@ -379,9 +424,11 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
     if (uplinkUnmatched > 0) invalid.push(`${uplinkUnmatched} captured frames carry no sequence the device sent`);
     if (report.livekitSessions !== n) invalid.push(`${report.livekitSessions} of ${n} LiveKit sessions open in the gateway`);
     if (m.machineBusyPct > 95) invalid.push(`the machine was saturated (${m.machineBusyPct.toFixed(0)} % of ${cores} cores busy): figures include waiting for a CPU`);
-    if (report.eventLoopP99Ms > 50) invalid.push(`the gateway's event loop lagged (p99 ${report.eventLoopP99Ms.toFixed(0)} ms)`);
+    if (report.eventLoopP99Ms > 50) invalid.push(`the gateway's event loop lagged (p99 ${report.eventLoopP99Ms.toFixed(0)} ms${workers > 1 ? ', worst worker' : ''})`);
     return {
       sessions: n,
+      workers,
+      mainThreadMaxPct: m.mainThreadMaxPct,
       env: opts.env,
       uplink: stat(up),
       downlinkBuilt: stat(built),
@@ -409,11 +456,7 @@ async function runGateway(n: number, seconds: number, server: { url: string; api
     await Promise.all(loops);
     await stopAgents(agentsChild);
     await Promise.allSettled(devices.map((d) => d.close()));
-    if (child.exitCode === null) {
-      child.send({ type: 'stop' } satisfies ToChild);
-      await Promise.race([new Promise((r) => child.once('exit', r)), sleep(30000)]);
-      child.kill();
-    }
+    await Promise.all(children.map(stopGateway));
   }
 }
 
@@ -492,7 +535,7 @@ async function runFloor(n: number, seconds: number, server: { url: string; apiKe
     agentsChild.send({ type: 'speak', plan } satisfies ToAgents);
     await sleep(WARMUP_MS);
     const r0 = await ask<Extract<FromFloor, { type: 'report' }>>(floor, { type: 'collect' } satisfies ToFloor, 'report');
-    const m = await measure(floor.pid!, seconds, server.pid, agentsChild.pid);
+    const m = await measure([floor.pid!], seconds, server.pid, agentsChild.pid);
     const r1 = await ask<Extract<FromFloor, { type: 'report' }>>(floor, { type: 'collect' } satisfies ToFloor, 'report');
     return {
       sessions: n,
@@ -547,6 +590,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   let json = false;
   let floor = true;
   let ab: string[] = [];
+  let workers = 1;
   let execArgv: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -557,6 +601,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
     else if (a === '--no-floor') floor = false;
     else if (a === '--sessions') sessions = (argv[++i] ?? '').split(',').map(Number);
     else if (a === '--seconds') seconds = Number(argv[++i]);
+    else if (a === '--workers') workers = Number(argv[++i]);
     else if (a === '--ab') ab = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--profile') {
       const dir = argv[++i] ?? '.';
@@ -568,8 +613,8 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  if (!sessions.every((s) => Number.isInteger(s) && s > 0) || !(seconds > 0)) {
-    process.stderr.write(`xiaozhi-gateway bench e2e: --sessions takes positive integers, --seconds a positive number\n`);
+  if (!sessions.every((s) => Number.isInteger(s) && s > 0) || !(seconds > 0) || !(Number.isInteger(workers) && workers > 0)) {
+    process.stderr.write(`xiaozhi-gateway bench e2e: --sessions and --workers take positive integers, --seconds a positive number\n`);
     return 2;
   }
   const unknown = ab.filter((x) => !(x in LEGACY));
@@ -593,9 +638,9 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   const started = performance.now();
   try {
     for (const n of sessions) {
-      const level: Level = { sessions: n, gateway: await attempt(n, 'gateway', () => runGateway(n, seconds, srv, { execArgv })), ab: {} };
+      const level: Level = { sessions: n, gateway: await attempt(n, 'gateway', () => runGateway(n, seconds, srv, { execArgv, workers })), ab: {} };
       if (floor) level.floor = await attempt(n, 'floor', () => runFloor(n, seconds, srv));
-      for (const cut of ab) level.ab[cut] = await attempt(n, `gateway with ${cut} reverted`, () => runGateway(n, seconds, srv, { env: { XZ_BENCH_LEGACY: cut } }));
+      for (const cut of ab) level.ab[cut] = await attempt(n, `gateway with ${cut} reverted`, () => runGateway(n, seconds, srv, { env: { XZ_BENCH_LEGACY: cut }, workers }));
       levels.push(level);
     }
   } finally {
@@ -622,7 +667,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
     runSeconds: (performance.now() - started) / 1000,
   };
   if (json) {
-    process.stdout.write(JSON.stringify({ machine, livekitServer: lk.LIVEKIT_SERVER_VERSION, seconds, nice: NICE, turns: { periodMs: TURN_PERIOD_MS, device: DEVICE_TALK, agent: AGENT_TALK }, levels, summary }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ machine, livekitServer: lk.LIVEKIT_SERVER_VERSION, workers, seconds, nice: NICE, turns: { periodMs: TURN_PERIOD_MS, device: DEVICE_TALK, agent: AGENT_TALK }, levels, summary }, null, 2) + '\n');
     return failed ? 1 : 0;
   }
   const f = (x: number | undefined, d = 1) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : '–');
@@ -631,7 +676,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   const lines = [
     `bench e2e — ${machine}; livekit-server ${lk.LIVEKIT_SERVER_VERSION} --dev on loopback; ${seconds} s measured per row; run took ${f(summary.runSeconds / 60)} min`,
     `Turns: each device talks ${DEVICE_TALK[1] - DEVICE_TALK[0]} ms of every ${TURN_PERIOD_MS} ms, its agent answers for ${AGENT_TALK[1] - AGENT_TALK[0]} ms (both ${f(((DEVICE_TALK[1] - DEVICE_TALK[0]) / TURN_PERIOD_MS) * 100, 0)} % of the time).`,
-    `Processes: the gateway or the floor (nice 0, measured, all threads from /proc) | livekit-server and one process with every bench agent (nice ${NICE}) | this driver with the devices (nice 0).`,
+    `Processes: the gateway${workers > 1 ? ` as ${workers} worker processes (sessions spread round-robin; CPU summed)` : ''} or the floor (nice 0, measured, all threads from /proc) | livekit-server and one process with every bench agent (nice ${NICE}) | this driver with the devices (nice 0).`,
     '',
     '| sessions | gateway CPU / session | floor CPU / session | ratio to floor | uplink ms p50 / p99 | downlink ms p50 / p99, gateway | downlink ms p50 / p99, incl. pacing | turn start ms p50 / p99 | drops up / shed / down | loop p99 | machine busy | valid |',
     '| -------: | --------------------: | ------------------: | -------------: | -----------------: | -----------------------------: | ----------------------------------: | ----------------------: | ---------------------: | -------: | -----------: | :---- |',
@@ -661,7 +706,7 @@ export async function runE2eBenchCli(argv: string[]): Promise<number> {
   for (const l of levels) {
     const g = ok(l.gateway);
     const fl = ok(l.floor);
-    if (g) lines.push(`- gateway ${l.sessions}: ${split(g.threads)} | busiest: ${split(g.threadTop)}`);
+    if (g) lines.push(`- gateway ${l.sessions}: ${split(g.threads)} | busiest: ${split(g.threadTop)} | busiest main thread ${g.mainThreadMaxPct.toFixed(1)}`);
     if (fl) lines.push(`- floor ${l.sessions}: ${split(fl.threads)} | busiest: ${split(fl.threadTop)}`);
   }
   if (ab.length) {

@@ -100,6 +100,12 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
       { value: a.busy ? 1 : 0, labels: { reading: 'busy' } },
     ]);
   }));
+  // Event-loop utilisation as a counter of busy seconds: rate() over any window is the share of
+  // time the main thread was running JS or native callbacks rather than waiting in the poll phase
+  // (Node's performance.eventLoopUtilization). Near 1, the main thread is the limit and one more
+  // worker process helps; per process, so it carries the worker label.
+  add(new ScrapeMetric('xiaozhi_event_loop_active_seconds_total', 'Seconds the event loop was busy (not idle waiting for I/O); rate() is the event-loop utilisation (0..1), per process, with a worker label under --workers.', 'counter', () =>
+    level([{ value: performance.eventLoopUtilization().active / 1000, labels: {} }])));
   add(new ScrapeMetric('xiaozhi_udp_bindings', 'Sessions registered on the UDP socket (by ssrc).', 'gauge', () => level([{ value: sources.udpBindings(), labels: {} }])));
   if (sources.worker !== undefined) {
     // Which process is which worker: an operator (or a test) finds the pid to look at or to kill.
