@@ -70,6 +70,16 @@ export const configSchema = z
      */
     workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
     /**
+     * Replace a worker process after it has accepted this many audio sessions (0 = never). The
+     * LiveKit client library keeps some native memory for every room it ever joined; recycling
+     * bounds a worker's memory. The old worker takes no new connection, lets its devices finish
+     * their conversations, closes idle ones (they reconnect to the others) and exits; its
+     * replacement starts at once on one spare UDP port. Runs the supervisor even with one worker.
+     */
+    recycleAfterSessions: z.number().int().min(0).default(0),
+    /** How long a recycled worker waits for its devices' conversations to end before it says goodbye to the rest. */
+    recycleDrainS: z.number().int().min(1).max(86400).default(600),
+    /**
      * Redis (any Redis >= 6.2 or Valkey) joining this instance's workers with other instances into
      * one cluster: one live session per device, shared firmware facts and per-IP limits, the device
      * directory (src/device/directory-redis.ts). Needs a configured signatureKey.
@@ -114,6 +124,11 @@ export const configSchema = z
  */
 export const CONFIG_DEFAULTS = Object.freeze(configSchema.parse({}));
 
+/** UDP ports a gateway binds from udpPort on: one per worker, plus a spare when workers are recycled. */
+export function udpPortCount(c: { workers: number; recycleAfterSessions: number }): number {
+  return c.workers + (c.recycleAfterSessions > 0 ? 1 : 0);
+}
+
 /** 'auto' workers is resolved to a count by loadConfig. */
 export type GatewayConfig = Omit<z.infer<typeof configSchema>, 'workers'> & { publicHost: string; workers: number };
 export type GatewayConfigInput = z.input<typeof configSchema>;
@@ -146,6 +161,8 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'admissionMaxEventLoopLagMs', flag: '--admission-max-lag-ms', env: 'XIAOZHI_ADMISSION_MAX_LAG_MS', kind: 'number' },
   { key: 'maxSessions', flag: '--max-sessions', env: 'XIAOZHI_MAX_SESSIONS', kind: 'number' },
   { key: 'workers', flag: '--workers', env: 'XIAOZHI_WORKERS', kind: 'number|auto' },
+  { key: 'recycleAfterSessions', flag: '--recycle-after-sessions', env: 'XIAOZHI_RECYCLE_AFTER_SESSIONS', kind: 'number' },
+  { key: 'recycleDrainS', flag: '--recycle-drain-s', env: 'XIAOZHI_RECYCLE_DRAIN_S', kind: 'number' },
   { key: 'publicMqttPort', flag: '--public-mqtt-port', env: 'XIAOZHI_PUBLIC_MQTT_PORT', kind: 'number' },
   { key: 'redisUrl', flag: '--redis-url', env: 'XIAOZHI_REDIS_URL', kind: 'string' },
   { key: 'instanceId', flag: '--instance-id', env: 'XIAOZHI_INSTANCE_ID', kind: 'string' },
@@ -251,11 +268,13 @@ export function loadConfig({ flags = {}, env = process.env, overrides = {} }: Lo
     throw new ConfigError(`trustedProxies${origin.trustedProxies ? ` (from ${origin.trustedProxies})` : ''}: ${(err as Error).message}`);
   }
   const workers = c.workers === 'auto' ? availableParallelism() : c.workers;
-  // Worker i binds udpPort + i (and is announced as publicUdpPort + i): the whole range must exist.
+  // Worker i binds udpPort + i (and is announced as publicUdpPort + i): the whole range must exist,
+  // with one spare port after it when workers are recycled (the replacement starts beside the old).
+  const udpPorts = udpPortCount({ workers, recycleAfterSessions: c.recycleAfterSessions });
   for (const key of ['udpPort', 'publicUdpPort'] as const) {
     const first = c[key];
-    if (workers > 1 && first !== undefined && first !== 0 && first + workers - 1 > 65535) {
-      throw new ConfigError(`${key}${origin[key] ? ` (from ${origin[key]})` : ''}: ${workers} workers need the ports ${first}..${first + workers - 1}, beyond 65535`);
+    if (udpPorts > 1 && first !== undefined && first !== 0 && first + udpPorts - 1 > 65535) {
+      throw new ConfigError(`${key}${origin[key] ? ` (from ${origin[key]})` : ''}: ${workers} worker(s)${c.recycleAfterSessions ? ' and the spare port of recycling' : ''} need the ports ${first}..${first + udpPorts - 1}, beyond 65535`);
     }
   }
   return { ...c, workers, publicHost: c.publicHost ?? guessPublicHost() };

@@ -392,6 +392,36 @@ export class Gateway {
     return true;
   }
 
+  /**
+   * A recycled worker's drain, first step: no new MQTT or HTTP connection comes here any more
+   * (under node:cluster a worker that closes its listener leaves the round-robin; the other
+   * workers take the new ones). Connections already here keep working.
+   */
+  stopAccepting(): void {
+    if (this.#state !== 'running') return;
+    this.#broker.stopListening();
+    this.#http.close();
+  }
+
+  /**
+   * A recycled worker's drain, second step: closes the MQTT connection of up to `max` devices that
+   * have no audio session open, so nobody is cut off mid-conversation. The firmware reconnects on
+   * its own (at once when woken for a conversation, else on its reconnect timer) and lands on
+   * another worker. Returns how many were closed.
+   */
+  closeIdleDevices(max: number): number {
+    let closed = 0;
+    for (const c of [...this.#connections.values()]) {
+      if (closed >= max) break;
+      if (c.session && c.session.state !== 'closed') continue;
+      if (this.#broker.disconnectDevice(c.identity.clientId)) {
+        closed++;
+        this.#count('recycle_disconnects');
+      }
+    }
+    return closed;
+  }
+
   /** Pushes a JSON message to a device connected to this process (the directory's delivery). */
   sendToDevice(clientId: string, message: object): boolean {
     return this.#state === 'running' && this.#broker.sendToDevice(clientId, message);

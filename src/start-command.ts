@@ -18,7 +18,8 @@ ${CONFIG_SOURCES.map((s) => `  ${(s.kind === 'boolean' ? s.flag : s.flag + ' <' 
 Defaults: --mqtt-port 1883 --udp-port 8888 --http-port 8003 (OTA at /xiaozhi/ota/, /metrics,
 /healthz, /readyz) --auth signature --agent echo --public-host <first LAN IPv4> --workers 1.
 --workers N|auto: N gateway processes sharing the MQTT and HTTP ports; worker i binds UDP port
---udp-port + i.`;
+--udp-port + i. --recycle-after-sessions K: a worker is replaced after K audio sessions (drained:
+conversations finish, idle devices reconnect to the others); one more UDP port, --udp-port + N.`;
 
 export async function runStartCli(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
@@ -48,9 +49,10 @@ export async function runStartCli(argv: string[]): Promise<number> {
     throw err;
   }
   // --workers N: this process is either the primary that supervises N gateways, or one of them
-  // (forked by that primary with the same command line). --workers 1 is one plain process, as ever.
+  // (forked by that primary with the same command line). --workers 1 is one plain process, as ever,
+  // unless workers are recycled: then a primary supervises the one worker and its replacements.
   if (cluster.isWorker && process.env[WORKER_INDEX_ENV] !== undefined) return (await import('./cluster/worker.js')).runWorker(config);
-  if (config.workers > 1) return (await import('./cluster/primary.js')).runPrimary(config);
+  if (config.workers > 1 || config.recycleAfterSessions > 0) return (await import('./cluster/primary.js')).runPrimary(config);
   // Loaded here, not at the top: the primary of --workers N never loads the native addon.
   // The same embedding API an application uses (src/embed.ts).
   const { EmbeddedGateway } = await import('./embed.js');

@@ -394,6 +394,11 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     }
   }
 
+  /** Stops taking new connections (the listeners close); connections already open are kept. */
+  stopListening(): void {
+    for (const server of [this.server, this.tlsServer]) if (server?.listening) server.close();
+  }
+
   /** Closes the listeners and every connection; device-disconnected fires with 'broker-stopped'. */
   stop(): Promise<void> {
     this.stopping ??= this.doStop();

@@ -32,6 +32,11 @@ export type PrimaryToWorker =
   | { type: 'xiaozhi:directory-query'; id: number; question: DirectoryQuestion }
   /** The merged answer to this worker's directory request. */
   | { type: 'xiaozhi:directory-reply'; id: number; devices?: DirectoryEntry[]; result?: DeliveryResult }
+  /**
+   * Recycle: take no new connection, let conversations finish, close idle devices (they reconnect
+   * to the other workers), then stop and exit 0; after `drainS` whatever is left gets a goodbye.
+   */
+  | { type: 'xiaozhi:drain'; drainS: number }
   /** Drain: goodbye to every device, stop, exit 0. */
   | { type: 'xiaozhi:stop'; reason: string };
 
@@ -44,6 +49,8 @@ export type WorkerToPrimary =
   | { type: 'xiaozhi:device-disconnected'; clientId: string; connectionId: number }
   | { type: 'xiaozhi:firmware'; mac: string; version: string }
   | { type: 'xiaozhi:metrics-request'; id: number }
+  /** This worker has accepted `sessions` audio sessions, at least --recycle-after-sessions: replace it. */
+  | { type: 'xiaozhi:recycle-request'; sessions: number }
   /** GET /devices or POST /devices/{id}/messages on this worker, without Redis: ask every worker. */
   | { type: 'xiaozhi:directory-request'; id: number; question: DirectoryQuestion }
   | { type: 'xiaozhi:directory-answer'; id: number; devices?: DirectoryEntry[]; result?: DeliveryResult }

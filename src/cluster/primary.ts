@@ -2,11 +2,13 @@
 // workers (node:cluster: the MQTT and HTTP ports are shared, connections handed out round-robin),
 // gives each its own UDP port (udpPort + i), shares what must agree across workers (the signature
 // key, one live connection per client id, firmware versions from OTA, the /metrics aggregate),
-// restarts a worker that dies (with backoff), and drains them all on SIGTERM/SIGINT.
+// restarts a worker that dies (with backoff), replaces a worker that has served
+// --recycle-after-sessions sessions (drained, its replacement on the spare UDP port), and drains
+// them all on SIGTERM/SIGINT.
 import { randomBytes } from 'node:crypto';
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
-import type { GatewayConfig } from '../config.js';
+import { udpPortCount, type GatewayConfig } from '../config.js';
 import type { GatewayPorts } from '../gateway.js';
 import { gatewayLogger } from '../logger.js';
 import type { DeliveryResult, DirectoryEntry } from '../device/directory.js';
@@ -32,6 +34,12 @@ const FIRMWARE_MAX = 10_000;
 
 interface Slot {
   readonly index: number;
+  /** This incarnation of the worker at `index` (a recycled worker and its replacement differ). */
+  readonly id: number;
+  /** Recycled: replaced (draining once the replacement is ready); it is not restarted when it exits. */
+  retiring: boolean;
+  /** For a replacement: the recycled worker that drains once this one is ready. */
+  replaces: Slot | undefined;
   /** Pinned to the port the first worker bound when the configured one is 0 (ephemeral). */
   udpPort: number;
   worker: Worker | undefined;
@@ -57,20 +65,30 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   registry.setDefaultLabels({ service: 'xiaozhi-gateway' });
   const restarts = new client.Counter({ name: 'xiaozhi_worker_restarts_total', help: 'Gateway workers restarted after they died.', registers: [registry] });
   const deaths = new client.Counter({ name: 'xiaozhi_worker_deaths_total', help: 'Gateway workers that died, by exit code or signal.', labelNames: ['cause'], registers: [registry] });
+  const recycles = new client.Counter({ name: 'xiaozhi_worker_recycles_total', help: 'Gateway workers replaced after --recycle-after-sessions sessions, by how the old one ended (drained: exited 0).', labelNames: ['outcome'], registers: [registry] });
   new client.Gauge({
     name: 'xiaozhi_workers', help: 'Gateway workers running and ready, and configured.', labelNames: ['state'], registers: [registry],
     collect() {
       this.set({ state: 'ready' }, slots.filter((s) => s.worker && s.ports).length);
       this.set({ state: 'configured' }, n);
+      this.set({ state: 'draining' }, retiring.filter((s) => s.worker).length);
     },
   });
 
-  const slots: Slot[] = Array.from({ length: n }, (_, index) => ({
-    index, udpPort: config.udpPort === 0 ? 0 : config.udpPort + index, worker: undefined, ports: undefined, pid: undefined,
+  let incarnations = 0;
+  const newSlot = (index: number, udpPort: number): Slot => ({
+    index, id: ++incarnations, retiring: false, replaces: undefined, udpPort, worker: undefined, ports: undefined, pid: undefined,
     startedAt: 0, nextDelayMs: RESTART_BACKOFF.firstMs, restartTimer: undefined, everReady: false,
-  }));
+  });
+  const slots: Slot[] = Array.from({ length: n }, (_, index) => newSlot(index, config.udpPort === 0 ? 0 : config.udpPort + index));
+  /** Recycled workers still draining (at most one: there is one spare UDP port). */
+  const retiring: Slot[] = [];
+  /** The UDP port no worker holds: the next replacement binds it (0: ephemeral ports, none reserved). */
+  let sparePort = config.udpPort === 0 ? 0 : config.udpPort + n;
+  /** Every worker process alive or starting, draining ones included. */
+  const live = (): Slot[] => slots.concat(retiring);
   /** Which worker holds the live connection of each client id (one device, one connection). */
-  const directory = new Map<string, { index: number; connectionId: number }>();
+  const directory = new Map<string, { slot: Slot; connectionId: number }>();
   const firmware = new Map<string, string>();
   const collecting = new Map<string, (metrics: unknown[] | undefined) => void>();
   const asking = new Map<string, (answer: Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined) => void>();
@@ -103,7 +121,8 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
       case 'xiaozhi:want-init':
         send(slot, {
           type: 'xiaozhi:init', index: slot.index, udpPort: slot.udpPort, udpPortFallback: config.udpPort === 0,
-          ...(config.publicUdpPort !== undefined ? { publicUdpPort: config.publicUdpPort + slot.index } : {}),
+          // The public port sits at the same offset from the public range as the bound one (a replacement uses the spare).
+          ...(config.publicUdpPort !== undefined ? { publicUdpPort: config.publicUdpPort + (config.udpPort === 0 ? slot.index : slot.udpPort - config.udpPort) } : {}),
           ...(signatureKey !== undefined ? { signatureKey } : {}),
           firmware: [...firmware],
         });
@@ -117,7 +136,17 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
         } else {
           slot.everReady = true;
           if (state === 'starting' && slots.every((s) => s.everReady)) announce();
+          else if (state === 'running') logger.info({ worker: slot.index, pid: m.pid, udp: m.ports.udp }, 'replacement worker ready');
         }
+        if (slot.replaces) {
+          // Only now: the old worker's listeners close after the new one's are open, so the shared
+          // MQTT and HTTP ports never go without a worker (with --workers 1, nobody else holds them).
+          send(slot.replaces, { type: 'xiaozhi:drain', drainS: config.recycleDrainS });
+          slot.replaces = undefined;
+        }
+        break;
+      case 'xiaozhi:recycle-request':
+        recycle(slot, m.sessions);
         break;
       case 'xiaozhi:start-failed':
         startError ??= Object.assign(new Error(m.error), m.code ? { code: m.code } : {});
@@ -126,22 +155,22 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
       case 'xiaozhi:device-connected': {
         const previous = directory.get(m.clientId);
         // The same worker replaces its own connection itself (the broker's takeover).
-        if (previous && previous.index !== slot.index) {
-          send(slots[previous.index]!, { type: 'xiaozhi:close-device', clientId: m.clientId, connectionId: previous.connectionId });
+        if (previous && previous.slot !== slot) {
+          send(previous.slot, { type: 'xiaozhi:close-device', clientId: m.clientId, connectionId: previous.connectionId });
         }
-        directory.set(m.clientId, { index: slot.index, connectionId: m.connectionId });
+        directory.set(m.clientId, { slot, connectionId: m.connectionId });
         break;
       }
       case 'xiaozhi:device-disconnected': {
         const entry = directory.get(m.clientId);
-        if (entry && entry.index === slot.index && entry.connectionId === m.connectionId) directory.delete(m.clientId);
+        if (entry && entry.slot === slot && entry.connectionId === m.connectionId) directory.delete(m.clientId);
         break;
       }
       case 'xiaozhi:firmware':
         firmware.delete(m.mac);
         firmware.set(m.mac, m.version);
         if (firmware.size > FIRMWARE_MAX) firmware.delete(firmware.keys().next().value!);
-        for (const other of slots) if (other !== slot) send(other, { type: 'xiaozhi:firmware', mac: m.mac, version: m.version });
+        for (const other of live()) if (other !== slot) send(other, { type: 'xiaozhi:firmware', mac: m.mac, version: m.version });
         break;
       case 'xiaozhi:metrics-request':
         aggregate().then(
@@ -150,15 +179,29 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
         );
         break;
       case 'xiaozhi:metrics-json':
-        collecting.get(`${m.id}:${slot.index}`)?.(m.metrics);
+        collecting.get(`${m.id}:${slot.id}`)?.(m.metrics);
         break;
       case 'xiaozhi:directory-request':
         void askWorkers(m.question).then((reply) => send(slot, { type: 'xiaozhi:directory-reply', id: m.id, ...reply }));
         break;
       case 'xiaozhi:directory-answer':
-        asking.get(`${m.id}:${slot.index}`)?.(m);
+        asking.get(`${m.id}:${slot.id}`)?.(m);
         break;
     }
+  };
+
+  // One worker recycles at a time: its replacement starts on the spare UDP port; when that one is
+  // ready the old one drains, and its port becomes the spare once it has exited.
+  const recycle = (slot: Slot, sessions: number): void => {
+    if (state !== 'running' || slot.retiring || slots[slot.index] !== slot || !slot.ports || retiring.length > 0) return;
+    const replacement = newSlot(slot.index, sparePort);
+    sparePort = config.udpPort === 0 ? 0 : slot.udpPort;
+    slot.retiring = true;
+    retiring.push(slot);
+    replacement.replaces = slot;
+    slots[slot.index] = replacement;
+    logger.info({ worker: slot.index, pid: slot.pid, sessions, udp: replacement.udpPort }, 'recycling a worker: starting its replacement, then draining it');
+    fork(replacement);
   };
 
   const announce = (): void => {
@@ -178,13 +221,22 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
     slot.worker = undefined;
     slot.ports = undefined;
     // Its devices' connections died with it: they are nobody's now.
-    for (const [clientId, e] of directory) if (e.index === slot.index) directory.delete(clientId);
-    for (const [key, resolve] of collecting) if (key.endsWith(`:${slot.index}`)) resolve(undefined);
-    for (const [key, resolve] of asking) if (key.endsWith(`:${slot.index}`)) resolve(undefined);
+    for (const [clientId, e] of directory) if (e.slot === slot) directory.delete(clientId);
+    for (const [key, resolve] of collecting) if (key.endsWith(`:${slot.id}`)) resolve(undefined);
+    for (const [key, resolve] of asking) if (key.endsWith(`:${slot.id}`)) resolve(undefined);
+    if (slot.retiring) {
+      retiring.splice(retiring.indexOf(slot), 1);
+      // Drained and gone (or died while draining: its replacement runs already, nothing to restart).
+      const drained = code === 0 && !signal;
+      recycles.inc({ outcome: drained ? 'drained' : 'died' });
+      if (drained) logger.info({ worker: slot.index, pid: worker.process.pid, livedMs: Date.now() - slot.startedAt }, 'recycled worker drained and exited');
+      else logger.error({ worker: slot.index, pid: worker.process.pid, code, signal }, 'recycled worker died while draining');
+    }
     if (state === 'stopping') {
-      if (slots.every((s) => !s.worker)) finish(0);
+      if (live().every((s) => !s.worker)) finish(0);
       return;
     }
+    if (slot.retiring) return;
     const livedMs = Date.now() - slot.startedAt;
     deaths.inc({ cause: signal ?? `exit ${code}` });
     logger.error({ worker: slot.index, pid: worker.process.pid, code, signal, livedMs }, 'worker died');
@@ -211,8 +263,8 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   // the whole scrape.
   const aggregate = async (): Promise<string> => {
     const id = ++collectId;
-    const parts = await Promise.all(slots.filter((s) => s.worker && s.ports).map((s) => new Promise<unknown[] | undefined>((resolve) => {
-      const key = `${id}:${s.index}`;
+    const parts = await Promise.all(live().filter((s) => s.worker && s.ports).map((s) => new Promise<unknown[] | undefined>((resolve) => {
+      const key = `${id}:${s.id}`;
       const timer = setTimeout(() => settle(undefined), COLLECT_TIMEOUT_MS);
       const settle = (metrics: unknown[] | undefined) => {
         clearTimeout(timer);
@@ -231,8 +283,8 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   // that does not answer within the collect timeout is left out, as in a scrape).
   const askWorkers = async (question: DirectoryQuestion): Promise<{ devices?: DirectoryEntry[]; result?: DeliveryResult }> => {
     const id = ++askId;
-    const answers = await Promise.all(slots.filter((s) => s.worker && s.ports).map((s) => new Promise<Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined>((resolve) => {
-      const key = `${id}:${s.index}`;
+    const answers = await Promise.all(live().filter((s) => s.worker && s.ports).map((s) => new Promise<Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined>((resolve) => {
+      const key = `${id}:${s.id}`;
       const timer = setTimeout(() => settle(undefined), COLLECT_TIMEOUT_MS);
       const settle = (a: Extract<WorkerToPrimary, { type: 'xiaozhi:directory-answer' }> | undefined) => {
         clearTimeout(timer);
@@ -250,15 +302,15 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
       state = 'stopping';
-      logger.info({ reason, workers: slots.filter((s) => s.worker).length }, 'stopping');
-      for (const s of slots) {
+      logger.info({ reason, workers: live().filter((s) => s.worker).length }, 'stopping');
+      for (const s of live()) {
         if (s.restartTimer) clearTimeout(s.restartTimer);
         send(s, { type: 'xiaozhi:stop', reason });
       }
-      if (slots.every((s) => !s.worker)) return;
+      if (live().every((s) => !s.worker)) return;
       await new Promise<void>((resolve) => {
         const check = setInterval(() => {
-          if (slots.every((s) => !s.worker)) {
+          if (live().every((s) => !s.worker)) {
             clearInterval(check);
             resolve();
           }
@@ -273,7 +325,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
     // The hard deadline: whatever hangs, no worker and no primary outlives 10 s after the signal.
     setTimeout(() => {
       logger.error('forced exit after 10 s: killing the workers still running');
-      for (const s of slots) s.worker?.process.kill('SIGKILL');
+      for (const s of live()) s.worker?.process.kill('SIGKILL');
       process.exit(1);
     }, SHUTDOWN_DEADLINE_MS).unref();
     void shutdown(signal).then(() => finish(0));
@@ -288,7 +340,11 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   process.on('uncaughtException', fatal('uncaughtException'));
   process.on('unhandledRejection', fatal('unhandledRejection'));
 
-  logger.info({ workers: n, udpPorts: config.udpPort === 0 ? 'ephemeral' : `${config.udpPort}..${config.udpPort + n - 1}` }, 'starting workers');
+  const ports = udpPortCount(config);
+  logger.info({
+    workers: n, udpPorts: config.udpPort === 0 ? 'ephemeral' : `${config.udpPort}..${config.udpPort + ports - 1}`,
+    ...(config.recycleAfterSessions > 0 ? { recycleAfterSessions: config.recycleAfterSessions } : {}),
+  }, 'starting workers');
   for (const slot of slots) fork(slot);
   const code = await done;
   logger.info({ code }, 'stopped');

@@ -14,6 +14,12 @@ type Init = Extract<PrimaryToWorker, { type: 'xiaozhi:init' }>;
 
 /** A scrape waits at most this long for the primary's aggregate (the primary waits 3 s per worker). */
 const METRICS_TIMEOUT_MS = 5000;
+/** How often a worker checks its session count for recycling, and steps its drain. */
+const RECYCLE_CHECK_MS = 1000;
+/** A refused recycle request (another worker is draining) is repeated after this long. */
+const RECYCLE_ASK_MS = 10_000;
+/** Idle devices a draining worker closes per step: their reconnects reach the others spread out. */
+const RECYCLE_CLOSE_PER_TICK = 50;
 /** Before the primary's 10 s: a worker that cannot drain still exits, and the primary exits 0 after it. */
 const FORCED_EXIT_MS = 9500;
 
@@ -46,6 +52,7 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
     deliver: async (deviceId, message) => (await ask({ op: 'deliver', deviceId, message }))?.result ?? 'unavailable',
   };
   let stop: (reason: string) => void = () => exit(logger, 0);
+  let drain: (drainS: number) => void = () => stop('recycled before it started');
   let resolveInit!: (m: Init) => void;
   const init = new Promise<Init>((r) => { resolveInit = r; });
 
@@ -101,6 +108,9 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
         w?.(m);
         break;
       }
+      case 'xiaozhi:drain':
+        drain(m.drainS);
+        break;
       case 'xiaozhi:stop':
         stop(m.reason);
         break;
@@ -167,10 +177,46 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
   process.on('unhandledRejection', fatal('unhandledRejection'));
   send({ type: 'xiaozhi:ready', ports: gw.ports, pid: process.pid });
 
+  // Recycling (--recycle-after-sessions K): once this worker has accepted K sessions it asks the
+  // primary for a replacement (again every RECYCLE_ASK_MS while another worker is draining: one
+  // at a time, on the one spare UDP port).
+  let draining = false;
+  let recycleTimer: ReturnType<typeof setInterval> | undefined;
+  if (config.recycleAfterSessions > 0) {
+    let askedAt = -Infinity;
+    recycleTimer = setInterval(() => {
+      const sessions = gw.counters().hello_accepted ?? 0;
+      if (draining || sessions < config.recycleAfterSessions || Date.now() - askedAt < RECYCLE_ASK_MS) return;
+      askedAt = Date.now();
+      send({ type: 'xiaozhi:recycle-request', sessions });
+    }, RECYCLE_CHECK_MS);
+    recycleTimer.unref();
+  }
+  drain = (drainS) => {
+    if (draining || stopping) return;
+    draining = true;
+    clearInterval(recycleTimer);
+    const until = Date.now() + drainS * 1000;
+    gw.stopAccepting();
+    gw.logger.info({ sessions: gw.counters().hello_accepted ?? 0, connections: gw.stats.connections, drainS }, 'recycling: no new connections; waiting for conversations to end');
+    const tick = setInterval(() => {
+      gw.closeIdleDevices(RECYCLE_CLOSE_PER_TICK);
+      if (gw.stats.connections === 0) {
+        clearInterval(tick);
+        stop('recycled');
+      } else if (Date.now() >= until) {
+        clearInterval(tick);
+        gw.logger.warn({ connections: gw.stats.connections, sessions: gw.stats.sessions }, 'recycling: drain time over, saying goodbye to the devices still here');
+        stop('recycled');
+      }
+    }, RECYCLE_CHECK_MS);
+  };
+
   let stopping = false;
   stop = (reason) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(recycleTimer);
     setTimeout(() => {
       gw.logger.error('forced exit: the drain did not finish in time');
       process.exit(1);
