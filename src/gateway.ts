@@ -89,6 +89,8 @@ export class Gateway {
   readonly #counters: Map<string, number>;
   readonly #connections = new Map<string, DeviceConnection>();
   #broker: MqttBroker;
+  /** stopAccepting() was called: this worker is being recycled. */
+  #draining = false;
   #udp: UdpAudioServer;
   #http: Server;
   #pacer: DownlinkPacer;
@@ -318,6 +320,8 @@ export class Gateway {
         if (c && this.#redis) void this.#redis.sessionChanged({ deviceId: c.identity.mac, connectionId: c.identity.connectionId, session: event === 'opened' ? (c.session?.state ?? 'opening') : 'none' });
         if (event === 'opened') this.#emit('session-opened', session);
         else this.#emit('session-closed', session, reason ?? '');
+        // A draining worker lets its device go as soon as its conversation is over (see closeIdleDevices).
+        if (event === 'closed' && this.#draining) setImmediate(() => this.closeIdleDevices(Infinity, session.clientId));
       },
     };
   }
@@ -399,6 +403,7 @@ export class Gateway {
    */
   stopAccepting(): void {
     if (this.#state !== 'running') return;
+    this.#draining = true;
     this.#broker.stopListening();
     this.#http.close();
   }
@@ -407,11 +412,13 @@ export class Gateway {
    * A recycled worker's drain, second step: closes the MQTT connection of up to `max` devices that
    * have no audio session open, so nobody is cut off mid-conversation. The firmware reconnects on
    * its own (at once when woken for a conversation, else on its reconnect timer) and lands on
-   * another worker. Returns how many were closed.
+   * another worker. Returns how many were closed. After stopAccepting(), each device whose session
+   * ends is closed at once, too (one `clientId`).
    */
-  closeIdleDevices(max: number): number {
+  closeIdleDevices(max: number, clientId?: string): number {
     let closed = 0;
-    for (const c of [...this.#connections.values()]) {
+    const candidates = clientId === undefined ? [...this.#connections.values()] : [this.#connections.get(clientId)].filter((c) => c !== undefined);
+    for (const c of candidates) {
       if (closed >= max) break;
       if (c.session && c.session.state !== 'closed') continue;
       if (this.#broker.disconnectDevice(c.identity.clientId)) {
