@@ -489,6 +489,8 @@ export class Gateway {
       sessions_refused_cpu: this.#admission.refused.cpu,
       sessions_refused_event_loop: this.#admission.refused.event_loop,
       sessions_refused_sessions: this.#admission.refused.sessions,
+      // Present from the start (0), so an alert on it needs no "absent" rule: barge-in that leaks audio.
+      downlink_after_abort: this.#counters.get('downlink_after_abort') ?? 0,
     };
   }
 

@@ -220,4 +220,23 @@ describe('DownlinkPacer', () => {
     expect(dev.sentAt.slice(10, 13).every((t) => t === dev.sentAt[10])).toBe(true);
     expect(dev.sentAt[13]! - dev.sentAt[10]!).toBeGreaterThanOrEqual(FRAME - 5);
   });
+
+  it('clear (barge-in) sends tts stop at once and nothing that was queued, however long the clock runs', () => {
+    const clock = new FakeClock();
+    const pacer = new DownlinkPacer({ timers: clock.timers });
+    const dev = new Device(clock);
+    // A 3 s turn whose audio is all there (held by pacing, not by the agent).
+    clock.advance(1000);
+    for (let k = 0; k < 50; k++) pacer.enqueue(dev, datagram(k));
+    clock.advance(1600);
+    const sentBefore = dev.sentAt.length;
+    expect(sentBefore).toBeGreaterThan(0);
+    expect(pacer.backlog(dev)).toBeGreaterThan(0);
+    pacer.clear(dev);
+    expect(dev.stops).toEqual([1600]);
+    clock.advance(10_000);
+    expect(dev.sentAt).toHaveLength(sentBefore);
+    expect(pacer.backlog(dev)).toBe(0);
+    expect(pacer.isSpeaking(dev)).toBe(false);
+  });
 });

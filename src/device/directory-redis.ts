@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { RedisLink } from '../cluster/redis-link.js';
+import { RedisLink } from '../net/redis-link.js';
 import { toEntry, type DeliveryResult, type DeviceDirectory, type DirectoryEntry, type LocalDevice, type LocalDevices } from './directory.js';
 
 const PREFIX = 'xiaozhi:';

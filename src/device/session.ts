@@ -65,6 +65,7 @@ export type GatewayCounter =
   | 'udp_timeout'
   | 'pacer_backlog'
   | 'pacer_send_failed'
+  | 'downlink_after_abort'
   | 'agent_audio_wrong_rate'
   | 'agent_errors'
   | 'agent_event_errors'
@@ -141,6 +142,10 @@ export class AudioSession implements PacedSession {
   /** A wake word (listen detect) said before the agent was attached: handed over on attach. */
   #wakeWord: string | null = null;
   #listenEpoch = 0;
+  /** From an abort until the agent's next turn (its 'speaking' state): no audio should leave (see abort()). */
+  #aborted = false;
+  /** Downlink datagrams sent in that window (0 when barge-in works; logged when the session closes). */
+  #datagramsAfterAbort = 0;
   readonly #deps: SessionDeps;
   readonly #connection: DeviceConnection;
   readonly #onDatagram = (datagram: Buffer, from: UdpPeer): void => this.#receive(datagram, from);
@@ -260,6 +265,8 @@ export class AudioSession implements PacedSession {
       if (this.state !== 'closed') this.#downlink.flush();
     });
     on('state', (s: string) => {
+      // The agent's next turn: its audio is no longer the rest of the interrupted one.
+      if (s === 'speaking') this.#aborted = false;
       if (s === 'thinking') this.send({ type: 'llm', emotion: 'thinking' });
       if (s === 'speaking' || s === 'listening') this.state = s;
     });
@@ -302,10 +309,18 @@ export class AudioSession implements PacedSession {
     }
   }
 
+  /**
+   * Barge-in. Nothing more of the interrupted turn leaves for the device after this returns: the
+   * pacer forgets what it held (and sends `tts stop` if the turn was playing), the downlink stream
+   * discards every datagram produced before this call (its epoch), and the agent stops (the echo
+   * agent at once; the LiveKit bridge's gate drops the rest of the turn). Datagrams handed to the
+   * socket before the abort are already on their way and not counted; anything sent after it and
+   * before the agent's next turn is (downlink_after_abort).
+   */
   abort(): void {
-    // Barge-in: nothing more leaves for the device from now on (within one pacer tick).
     this.#deps.pacer.clear(this);
     this.#downlink.abort();
+    this.#aborted = true;
     this.#agent?.interrupt();
   }
 
@@ -367,6 +382,10 @@ export class AudioSession implements PacedSession {
   sendDatagram(datagram: Buffer): boolean {
     if (!this.#bound || this.state === 'closed') return false;
     this.#deps.udp.send(datagram, this.#bound);
+    if (this.#aborted) {
+      this.#datagramsAfterAbort++;
+      this.#deps.count('downlink_after_abort');
+    }
     return true;
   }
 
@@ -399,7 +418,7 @@ export class AudioSession implements PacedSession {
     const agent = this.#agent;
     this.#agent = null;
     this.#deps.count('sessions_closed');
-    this.logger.info({ reason }, 'audio session closed');
+    this.logger.info({ reason, ...(this.#datagramsAfterAbort > 0 ? { datagramsAfterAbort: this.#datagramsAfterAbort } : {}) }, 'audio session closed');
     this.#deps.onSession?.('closed', this.summary(), reason);
     if (!agent) return Promise.resolve();
     return (async () => {

@@ -4,9 +4,9 @@
 import type { AgentBackend, AgentSession, AgentSessionInfo } from '../agent/agent-backend.js';
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../config.js';
-import { registerLivekitMetrics } from '../metrics/livekit.js';
+import { registerLivekitMetrics, type LivekitStats } from '../metrics/livekit.js';
 import { ffiListenerCount } from './ffi-release.js';
-import { LivekitSession, newLivekitStats, type LivekitSessionOptions, type LivekitStats } from './livekit-session.js';
+import { LivekitSession, newLivekitStats, type LivekitSessionOptions } from './livekit-session.js';
 
 export type LivekitBackendOptions = LivekitSessionOptions;
 

@@ -24,6 +24,7 @@ import {
 import { AgentDispatchClient } from 'livekit-server-sdk';
 import type { Logger } from 'pino';
 import type { AgentEvents, AgentSession, AgentSessionInfo, ListenMode } from '../agent/agent-backend.js';
+import { CONNECT_BUCKETS, type LivekitStats } from '../metrics/livekit.js';
 import { ATTR_AGENT_NAME, ATTR_AGENT_STATE, parseAgentState, RPC_END_TURN, RPC_START_TURN, TOPIC_CHAT, TOPIC_TRANSCRIPTION, type AgentState } from './conventions.js';
 import { DownlinkGate, type DownlinkGateOptions } from './downlink-gate.js';
 import { detachRoom, dropFfiLogEvents, releaseFfiHandle, releaseRoomHandles } from './ffi-release.js';
@@ -73,34 +74,6 @@ export interface LivekitProbe {
   /** Agent audio handed to the downlink pipeline (a turn's audio, after the gate). */
   downlinkForwarded?(sessionId: string, samples: number, at: number): void;
 }
-
-/** Live native/FFI objects across all sessions: must return to zero when sessions are gone. */
-export interface LivekitStats {
-  sessions: number;
-  rooms: number;
-  sources: number;
-  tracks: number;
-  streams: number;
-  rpcPending: number;
-  uplinkDropped: number;
-  /** Uplink frames dropped to drain a standing backlog (UplinkCapture). */
-  uplinkShed: number;
-  reconnects: number;
-  /** Agent audio frames discarded (barge-in: the rest of an interrupted turn). */
-  downlinkDropped: number;
-  /** FFI handles found already dropped by the FFI when released (the FFI closed the object itself). */
-  ffiErrors: number;
-  /** Rooms joined (connect + microphone published) and joins that failed. */
-  connects: number;
-  connectFailures: number;
-  /** Join time (connect + publish) histogram, seconds: counts per CONNECT_BUCKETS upper bound (+Inf last). */
-  connectSeconds: { buckets: number[]; sum: number; count: number };
-  /** Closed sessions by how they ended (see EndKind). */
-  endings: Record<string, number>;
-}
-
-/** Upper bounds (s) of the join-time histogram buckets. */
-export const CONNECT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export function newLivekitStats(): LivekitStats {
   return {

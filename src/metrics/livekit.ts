@@ -1,9 +1,37 @@
 // LiveKit bridge metrics (agent 'livekit'), computed at scrape time from the backend's stats():
 // live native objects, rooms open, join time, reconnects, FFI errors, sessions by ending, and audio
-// dropped on either side of the bridge.
+// dropped on either side of the bridge. The stats' shape and the join-time buckets live here, so the
+// LiveKit code (src/livekit/) fills in what this file defines, and metrics import nothing above them.
 import type { Registry } from 'prom-client';
-import { CONNECT_BUCKETS, type LivekitStats } from '../livekit/livekit-session.js';
 import { ScrapeMetric } from './prometheus.js';
+
+/** Live native/FFI objects across all sessions: must return to zero when sessions are gone. */
+export interface LivekitStats {
+  sessions: number;
+  rooms: number;
+  sources: number;
+  tracks: number;
+  streams: number;
+  rpcPending: number;
+  uplinkDropped: number;
+  /** Uplink frames dropped to drain a standing backlog (UplinkCapture). */
+  uplinkShed: number;
+  reconnects: number;
+  /** Agent audio frames discarded (barge-in: the rest of an interrupted turn). */
+  downlinkDropped: number;
+  /** FFI handles found already dropped by the FFI when released (the FFI closed the object itself). */
+  ffiErrors: number;
+  /** Rooms joined (connect + microphone published) and joins that failed. */
+  connects: number;
+  connectFailures: number;
+  /** Join time (connect + publish) histogram, seconds: counts per CONNECT_BUCKETS upper bound (+Inf last). */
+  connectSeconds: { buckets: number[]; sum: number; count: number };
+  /** Closed sessions by how they ended (see EndKind in src/livekit/livekit-session.ts). */
+  endings: Record<string, number>;
+}
+
+/** Upper bounds (s) of the join-time histogram buckets. */
+export const CONNECT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export function registerLivekitMetrics(registry: Registry, stats: () => LivekitStats & { ffiListeners: number }): void {
   const add = (m: ScrapeMetric) => registry.registerMetric(m as unknown as import('prom-client').Metric);

@@ -85,7 +85,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     const c = sources.counters();
     return native.concat(GATEWAY_DROPS.map((reason) => ({ value: c[reason] ?? 0, labels: { reason } })));
   }));
-  add(new ScrapeMetric('xiaozhi_gateway_events_total', 'Gateway events (hellos, messages, sessions, UDP rebinding, agent errors).', 'counter', () =>
+  add(new ScrapeMetric('xiaozhi_gateway_events_total', 'Gateway events (hellos, messages, sessions, UDP rebinding, agent errors, downlink datagrams sent after an abort).', 'counter', () =>
     Object.entries(sources.counters())
       .filter(([k]) => !GATEWAY_DROPS.includes(k))
       .map(([event, value]) => ({ value, labels: { event } }))));
