@@ -14,9 +14,8 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpusEncoder } from '../src/index.js';
 import { FleetDevice } from './helpers/fleet-device.js';
-import { speech } from './helpers/fixtures.js';
+import { speechPackets } from './helpers/fixtures.js';
 import { freePort, RedisServer } from './helpers/redis-server.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -52,14 +51,7 @@ let mqttPort = 0;
 let maxConnections = 0;
 let sampler: ReturnType<typeof setInterval> | undefined;
 
-const frames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length && out.length < FRAMES; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const frames = speechPackets(FRAMES).packets;
 
 async function startInstance(name: string): Promise<Instance> {
   const [mqtt, http] = [await freePort(), await freePort()];

@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableParallelism } from 'node:os';
 import { RESTART_BACKOFF, restartDelay } from '../src/cluster/primary.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { OpusEncoder } from '../src/index.js';
-import { speech } from './helpers/fixtures.js';
+import { speechPackets } from './helpers/fixtures.js';
 import { RawDevice } from './helpers/raw-device.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,14 +27,7 @@ const logs: LogLine[] = [];
 let ready: Ready;
 let http = 0;
 
-const speechFrames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length && out.length < FRAMES; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const speechFrames = speechPackets(FRAMES).packets;
 
 /** A device whose MQTT connection reports when the gateway closed it. */
 interface Tracked { mac: string; d: RawDevice; closedAt?: number; connectedAt: number }
