@@ -29,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { failureLines, runGtest, suiteResult, tail, type GtestReport } from './helpers/gtest.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const testBuildDir = join(root, 'build-arm64-tests');
@@ -50,13 +51,6 @@ const MINUTE = 60_000;
 
 function log(msg: string): void {
   process.stdout.write(`arm64.test: ${msg}\n`);
-}
-
-function tail(text: string | Buffer | null | undefined, lines = 60): string {
-  return String(text ?? '')
-    .split('\n')
-    .slice(-lines)
-    .join('\n');
 }
 
 // Runs a step; on failure the error carries the command and the end of its output.
@@ -110,17 +104,6 @@ function elfMachine(file: string): number {
   return header.readUInt16LE(18);
 }
 
-interface GtestSuite {
-  name: string;
-  failures: number;
-  testsuite: { name: string; status?: string; result?: string; failures?: { failure: string }[] }[];
-}
-interface GtestReport {
-  tests: number;
-  failures: number;
-  testsuites: GtestSuite[];
-}
-
 // Suites that exercise what differs on arm64: the NEON conversion kernel, libopus's NEON kernels
 // (through encode/decode), AES-CTR through libcrypto looked up at run time.
 const EXPECTED_SUITES = [
@@ -158,32 +141,16 @@ describe('arm64: native GoogleTest suite, cross-compiled, under qemu-user', () =
     timed('cross-compile xz_native_tests', () => step('cmake', ['--build', testBuildDir], 40 * MINUTE));
     const binary = join(testBuildDir, 'xz_native_tests');
     expect(elfMachine(binary), 'xz_native_tests is not an aarch64 executable').toBe(183);
-    const out = mkdtempSync(join(tmpdir(), 'xz-arm64-gtest-'));
-    const json = join(out, 'gtest.json');
-    const args = [binary, `--gtest_output=json:${json}`];
+    const args = ['-L', arm64, binary];
     if (!full) args.push(`--gtest_filter=-${SLOW_UNDER_QEMU.join(':')}`);
-    run = timed(`xz_native_tests under qemu-aarch64${full ? ' (every test)' : ''}`, () =>
-      qemu(args, (full ? 240 : 20) * MINUTE),
-    );
-    for (const line of `${run.stdout ?? ''}`.split('\n')) {
-      if (/^\[ info {5}\]|^\[={10}\]|^\[ {2}(PASSED|FAILED|SKIPPED) {2}\]|^ *\d+ FAILED TEST/.test(line)) log(line);
-    }
-    try {
-      report = JSON.parse(readFileSync(json, 'utf8')) as GtestReport;
-    } catch (err) {
-      reportError = String(err);
-    }
-    rmSync(out, { recursive: true, force: true });
+    ({ run, report, reportError } = timed(`xz_native_tests under qemu-aarch64${full ? ' (every test)' : ''}`, () =>
+      runGtest('qemu-aarch64', args, { cwd: root, timeoutMs: (full ? 240 : 20) * MINUTE, log, tmpPrefix: 'xz-arm64-gtest-' }),
+    ));
   }, 90 * MINUTE);
 
   it('passes: gtest exits 0 on arm64', () => {
-    const failed = `${run.stdout ?? ''}`
-      .split('\n')
-      .filter((l) => /^\[ {2}FAILED {2}\]|Failure$|^Expected|^ {2}Actual|Which is/.test(l))
-      .slice(0, 80)
-      .join('\n');
     expect(run.error, String(run.error)).toBeUndefined();
-    expect(run.status, `xz_native_tests failed under qemu-aarch64:\n${failed}\n${tail(run.stderr)}`).toBe(0);
+    expect(run.status, `xz_native_tests failed under qemu-aarch64:\n${failureLines(run)}\n${tail(run.stderr)}`).toBe(0);
     expect(report, `no JSON report: ${reportError}`).toBeDefined();
     expect(report!.failures).toBe(0);
     expect(report!.tests).toBeGreaterThan(full ? 400 : 100);
@@ -198,10 +165,8 @@ describe('arm64: native GoogleTest suite, cross-compiled, under qemu-user', () =
     expect(report, `no JSON report: ${reportError}`).toBeDefined();
     const suite = report!.testsuites.find((s) => s.name === name);
     expect(suite, `suite ${name} is not in the binary`).toBeDefined();
-    expect(suite!.testsuite.filter((t) => t.status === 'RUN' && t.result !== 'SKIPPED').length).toBeGreaterThan(0);
-    const failures = suite!.testsuite
-      .filter((t) => (t.failures?.length ?? 0) > 0)
-      .map((t) => `${t.name}: ${t.failures!.map((f) => f.failure).join('\n')}`);
+    const { ran, failures } = suiteResult(suite!);
+    expect(ran).toBeGreaterThan(0);
     expect(failures, failures.join('\n')).toEqual([]);
   });
 });

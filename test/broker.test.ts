@@ -15,12 +15,13 @@ import {
   SIGNATURE_KEY, capturingLogger, connectDevice, connectExpectingRefusal, ensureMosquittoClients, makeDevice,
   nextEvent, sleep, startBroker, type Device, type RunningBroker,
 } from './helpers/broker-fixture.js';
-import { connectPacket, DISCONNECT, PINGREQ, publishPacket, RawClient, remainingLength, subscribePacket } from './helpers/mqtt-raw.js';
+import { connectPacket, DISCONNECT, PINGREQ, publishPacket, remainingLength, subscribePacket } from './helpers/mqtt-bytes.mjs';
+import { RawMqtt } from './helpers/mqtt-raw.mjs';
 
 const run = promisify(execFile);
 
 const running: RunningBroker[] = [];
-const clients: Array<MqttClient | RawClient> = [];
+const clients: Array<MqttClient | RawMqtt> = [];
 
 async function broker(options: Parameters<typeof startBroker>[0] = {}): Promise<RunningBroker> {
   const b = await startBroker(options);
@@ -41,8 +42,8 @@ async function device(port: number, d: Pick<Device, 'clientId' | 'username' | 'p
   return c;
 }
 
-async function raw(port: number): Promise<RawClient> {
-  const c = await RawClient.connect(port);
+async function raw(port: number): Promise<RawMqtt> {
+  const c = await RawMqtt.connect(port);
   clients.push(c);
   return c;
 }
@@ -57,7 +58,7 @@ function dev(): Device {
 
 afterEach(async () => {
   for (const c of clients.splice(0)) {
-    if (c instanceof RawClient) c.destroy();
+    if (c instanceof RawMqtt) c.destroy();
     else c.end(true);
   }
   for (const b of running.splice(0)) {

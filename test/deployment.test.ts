@@ -11,12 +11,11 @@
 // surviving instance is killed: only its devices reconnect. Failover timings go to one summary line.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpusEncoder } from '../src/index.js';
 import { FleetDevice } from './helpers/fleet-device.js';
-import { speech } from './helpers/fixtures.js';
+import { speechPackets } from './helpers/fixtures.js';
+import { startGatewayProcess, type GatewayProcess, type WorkersReadyLine } from './helpers/gateway-process.js';
 import { freePort, RedisServer } from './helpers/redis-server.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,18 +27,17 @@ const KEY = 'deployment-test-signature-key-0123456789';
 const TOKEN = 'deployment-test-admin-token-0123456789';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Ready = { msg: string; role?: string; ports: { mqtt: number; http: number; udp: number[] }; workers: Array<{ worker: number; pid: number; udp: number }> };
-
 interface Instance {
   name: string;
-  child: ChildProcess;
+  gateway: GatewayProcess;
   mqtt: number;
   http: number;
-  ready: Ready;
-  exited: boolean;
-  /** Error and fatal log lines (for failure messages). */
-  errors: string[];
+  ready: WorkersReadyLine;
 }
+
+const exited = (i: Instance) => i.gateway.exit !== null;
+/** Its error and fatal log lines (the only ones kept), for failure messages. */
+const errors = (i: Instance) => i.gateway.logs.map((l) => JSON.stringify(l).slice(0, 400));
 
 let redis: RedisServer;
 let haproxy: ChildProcess;
@@ -52,50 +50,30 @@ let mqttPort = 0;
 let maxConnections = 0;
 let sampler: ReturnType<typeof setInterval> | undefined;
 
-const frames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length && out.length < FRAMES; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const frames = speechPackets(FRAMES).packets;
 
 async function startInstance(name: string): Promise<Instance> {
   const [mqtt, http] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [
-    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--instance-id', name,
+  const gateway = await startGatewayProcess([
+    '--workers', '2', '--instance-id', name,
     '--mqtt-port', String(mqtt), '--http-port', String(http), '--udp-port', '0',
     '--public-host', '127.0.0.1', '--public-mqtt-port', String(mqttPort),
     '--redis-url', redis.url, '--signature-key', KEY, '--admin-token', TOKEN,
     '--proxy-protocol', '--trusted-proxies', '127.0.0.1', '--log-level', 'info',
-  ], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
-  const errors: string[] = [];
-  const instance: Instance = { name, child, mqtt, http, ready: undefined as unknown as Ready, exited: false, errors };
-  child.once('exit', () => { instance.exited = true; });
-  // Registered before it is ready: afterAll stops it whatever happens during the start.
-  instances.push(instance);
-  instance.ready = await new Promise<Ready>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no ready line within 60 s`)), 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      // The primary's ready line matters, and error lines for the failure message; the rest is dropped.
-      if (/"level":(50|60)/.test(line)) errors.push(line.slice(0, 400));
-      if (!line.includes('"msg":"ready"')) return;
-      const l = JSON.parse(line) as Ready;
-      if (l.role === 'primary') {
-        clearTimeout(timer);
-        resolveReady(l);
-      }
-    });
-    child.once('exit', (code) => setTimeout(() => reject(new Error(`${name} exited early (${code}): ${errors.slice(-3).join('\n')}`)), 100));
+  ], {
+    detached: true,
+    echoStderr: true,
+    // 200 devices log a lot: only error and fatal lines are kept (for failure messages).
+    keep: (l) => (l.level ?? 0) >= 50,
   });
+  const instance: Instance = { name, gateway, mqtt, http, ready: gateway.ready as WorkersReadyLine };
+  instances.push(instance);
   return instance;
 }
 
 async function killGroup(i: Instance): Promise<void> {
-  const exited = new Promise((r) => (i.exited ? r(null) : i.child.once('exit', r)));
-  process.kill(-i.child.pid!, 'SIGKILL');
-  await exited;
+  process.kill(-i.gateway.child.pid!, 'SIGKILL');
+  await i.gateway.exited();
 }
 
 async function admin(i: Instance, path: string, init: RequestInit = {}): Promise<Response> {
@@ -148,7 +126,7 @@ function stragglers(list: FleetDevice[], back: Map<FleetDevice, number>, since: 
     mac: d.mac, connected: d.connected, losses: d.losses.length, place: placeOf(d),
     turns: d.turns.filter((t) => t.start > since).map((t) => `${Math.round(t.start - since)}ms ${t.ok ? 'ok' : `fail(${t.error ?? `frames ${t.frames} gap ${t.gap}`})`}`).slice(-4),
   }));
-  const state = instances.map((i) => `${i.name} ${i.exited ? 'exited' : 'running'}${i.errors.length ? `, errors: ${i.errors.slice(-3).join(' | ')}` : ''}`).join('; ');
+  const state = instances.map((i) => `${i.name} ${exited(i) ? 'exited' : 'running'}${errors(i).length ? `, errors: ${errors(i).slice(-3).join(' | ')}` : ''}`).join('; ');
   return `${late.length} of ${list.length} not back: ${JSON.stringify(sample)}; ${state}; haproxy: ${haproxyOutput.slice(-600)}`;
 }
 
@@ -183,7 +161,7 @@ beforeAll(async () => {
   sampler = setInterval(() => {
     if (sampling) return;
     sampling = true;
-    void Promise.all(instances.filter((i) => !i.exited).map((i) => connectionsOf(i).catch(() => 0))).then((counts) => {
+    void Promise.all(instances.filter((i) => !exited(i)).map((i) => connectionsOf(i).catch(() => 0))).then((counts) => {
       maxConnections = Math.max(maxConnections, counts.reduce((a, b) => a + b, 0));
       sampling = false;
     });
@@ -193,20 +171,7 @@ beforeAll(async () => {
 afterAll(async () => {
   clearInterval(sampler);
   await Promise.allSettled(devices.map((d) => d.stop()));
-  for (const i of instances) {
-    if (!i.exited) {
-      const exited = new Promise((r) => i.child.once('exit', r));
-      i.child.kill('SIGTERM');
-      await Promise.race([exited, sleep(12_000)]);
-      if (!i.exited) {
-        try {
-          process.kill(-i.child.pid!, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    }
-  }
+  for (const i of instances) await i.gateway.stop(12_000);
   haproxy?.kill('SIGKILL');
   await redis?.stop();
 }, 60_000);

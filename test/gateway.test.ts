@@ -3,8 +3,8 @@
 import dgram from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../src/gateway.js';
-import { OpusDecoder, OpusEncoder } from '../src/index.js';
-import { speech } from './helpers/fixtures.js';
+import { OpusDecoder } from '../src/index.js';
+import { speechPackets } from './helpers/fixtures.js';
 import { RawDevice } from './helpers/raw-device.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -15,14 +15,7 @@ let macCounter = 0x10;
 const nextMac = () => `02:00:00:00:00:${(macCounter++).toString(16).padStart(2, '0')}`;
 
 // 60 ms Opus frames of real speech at 16 kHz, as the device's microphone path produces.
-const speechFrames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length && out.length < 60; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const speechFrames = speechPackets(60).packets;
 
 async function device(): Promise<RawDevice> {
   const d = await RawDevice.connect(gw.ports.http, nextMac());

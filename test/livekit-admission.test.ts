@@ -17,17 +17,13 @@
 //
 // CI: XIAOZHI_LK_ADMISSION_SECONDS (default 75). Full run: `npm run test:livekit-admission`
 // (600 s). XIAOZHI_LK_ADMISSION_CAPACITY (default 4) is the room cap; the offered load is twice it.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayProcess, type GatewayProcess, type LogLine } from './helpers/gateway-process.js';
 import { TestAgentWorker } from './helpers/livekit-agent.js';
-import { agentSpeech, deviceSpeech, startLivekit, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
+import { agentSpeech, deviceSpeech, startLivekit, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const AGENT = 'xiaozhi-admission-agent';
 const SECONDS = Number(process.env.XIAOZHI_LK_ADMISSION_SECONDS ?? 75);
@@ -37,15 +33,13 @@ const SESSION_SECONDS = 10;
 const RETRY_MS = 2000;
 const MAX_EVENT_LOOP_P99_S = 0.05;
 
-type LogLine = Record<string, unknown> & { msg?: string; level?: number };
-
 let server: LivekitServerHandle;
 let agentWorker: TestAgentWorker;
-let gateway: ChildProcess;
-const logs: LogLine[] = [];
-const stderrLines: string[] = [];
+let gateway: GatewayProcess;
+let logs: LogLine[];
+/** Its stderr and any stdout line that is not a log line (both must stay empty). */
+let stderrLines: string[];
 let http = 0;
-let exited: { code: number | null; signal: string | null } | null = null;
 
 const uplink = deviceSpeech(6).packets;
 const answer = agentSpeech(3, 0.5);
@@ -156,35 +150,19 @@ beforeAll(async () => {
       a.room.on('participantDisconnected', () => void a.leave());
     },
   });
-  gateway = spawn(process.execPath, [
-    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1',
+  gateway = await startGatewayProcess([
+    '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1',
     '--log-level', 'info', '--agent', 'livekit', '--livekit-agent-name', AGENT,
     '--admission', 'on', '--max-sessions', String(CAPACITY),
   ], {
-    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LIVEKIT_URL: server.url, LIVEKIT_API_KEY: server.apiKey, LIVEKIT_API_SECRET: server.apiSecret, MALLOC_ARENA_MAX: '2' },
   });
-  gateway.once('exit', (code, signal) => { exited = { code, signal }; });
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {
-      stderrLines.push(line);
-    }
-  });
-  createInterface({ input: gateway.stderr! }).on('line', (line) => stderrLines.push(line));
-  await waitUntil(() => logs.some((l) => l.msg === 'ready') || exited !== null, 60_000, 'the gateway to start');
-  expect(exited, stderrLines.join('\n')).toBeNull();
-  http = (logs.find((l) => l.msg === 'ready') as { ports: { http: number } }).ports.http;
+  ({ logs, otherLines: stderrLines } = gateway);
+  http = gateway.ready.ports.http;
 }, 900_000);
 
 afterAll(async () => {
-  if (gateway && exited === null) {
-    const gone = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await Promise.race([gone, sleep(15_000)]);
-    if (exited === null) gateway.kill('SIGKILL');
-  }
+  await gateway?.stop(15_000);
   await agentWorker?.stop();
   await server?.stop();
 });
@@ -228,7 +206,7 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
         `event-loop delay p99 ≤ ${loop.p99 * 1000} ms, worst ≤ ${loop.max * 1000} ms (${loop.count} samples); drops: ${drops.join(' ') || 'none'} (queued at a session's end: ${closedAtEnd}); LiveKit drops: ${lkDrops.join(' ') || 'none'} (uplink frames shed for standing latency: ${shed}); ` +
         `admitted sessions with no downlink heard: ${tally.noDownlink}; ${describeShare(machine)}; lane failures: ${tally.failures.length}${tally.failures.length ? ` (${tally.failures.slice(0, 3).join(' | ')})` : ''}`,
     );
-    expect(exited, 'the gateway exited').toBeNull();
+    expect(gateway.exit, 'the gateway exited').toBeNull();
     expect(errors.map((l) => `${l.msg} ${JSON.stringify(l.err ?? '')}`), 'error or fatal log lines').toEqual([]);
     expect(stderrLines.filter((l) => l.trim() !== ''), 'stderr').toEqual([]);
     expect(sum(last, 'xiaozhi_livekit_events_total', (l) => l.event === 'ffi_errors'), 'FFI errors').toBe(0);

@@ -14,33 +14,27 @@
 // downlink, with no drop counted and no downlink sequence gap; the primary restarts the worker
 // (after its backoff); the dropped devices' next connect + hello is served by an agent again; no
 // survivor logs a fatal error.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestAgentWorker, type TestAgent } from './helpers/livekit-agent.js';
 import { agentSpeech, deviceSpeech, startLivekit, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
+import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const AGENT = 'xiaozhi-crash-agent';
 const DEVICES = 6;
 /** The room cap of each worker (--max-sessions applies per worker process). */
 const ROOMS_PER_WORKER = 6;
 
-type LogLine = Record<string, unknown> & { msg?: string };
-type Ready = LogLine & { ports: { mqtt: number; http: number; udp: number[] }; workers: Array<{ worker: number; pid: number; udp: number }> };
-
 let server: LivekitServerHandle;
 let agentWorker: TestAgentWorker;
-let gateway: ChildProcess;
-const logs: LogLine[] = [];
-const stderrLines: string[] = [];
-let ready: Ready;
+let gateway: GatewayProcess;
+let logs: LogLine[];
+/** Its stderr (and any stdout line that is not a log line). */
+let stderrLines: string[];
+let ready: WorkersReadyLine;
 let http = 0;
 
 // Uplink: the device's microphone, real speech in 60 ms Opus packets, looped.
@@ -130,9 +124,7 @@ function drops(text: string): Record<string, number> {
 
 const shed = (text: string) => sum(text, 'xiaozhi_livekit_dropped_frames_total', { direction: 'uplink_shed' });
 
-function waitLog(pred: (l: LogLine) => boolean, timeoutMs: number, what: string): Promise<LogLine> {
-  return waitUntil(() => logs.some(pred), timeoutMs, what).then(() => logs.find(pred)!);
-}
+const waitLog = (pred: (l: LogLine) => boolean, timeoutMs: number, what: string) => gateway.waitLog(pred, timeoutMs, what);
 
 /** Evaluates `expression` on the main thread of process `pid` through its inspector (SIGUSR1 opens it). */
 async function inspectorEvaluate(pid: number, expression: string): Promise<void> {
@@ -163,17 +155,16 @@ const alive = (pid: number) => {
 beforeAll(async () => {
   server = await startLivekit();
   agentWorker = await TestAgentWorker.start({ url: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret, agentName: AGENT });
-  // ulimit -c 0: the abort case must not leave a core file behind.
-  const args = [
-    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0',
+  // noCoreDump: the abort case must not leave a core file behind.
+  gateway = await startGatewayProcess([
+    '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0',
     '--public-host', '127.0.0.1', '--log-level', 'info', '--agent', 'livekit', '--livekit-agent-name', AGENT,
     '--max-sessions', String(ROOMS_PER_WORKER),
     // Containment, not admission, is tested here (test/livekit-admission.test.ts): a busy 2-core
     // machine running livekit-server, the agents and both workers must not turn hellos away.
     '--admission', 'off',
-  ];
-  gateway = spawn('/bin/sh', ['-c', 'ulimit -c 0; exec "$@"', 'sh', process.execPath, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  ], {
+    noCoreDump: true,
     env: {
       ...process.env, LIVEKIT_URL: server.url, LIVEKIT_API_KEY: server.apiKey, LIVEKIT_API_SECRET: server.apiSecret, MALLOC_ARENA_MAX: '2',
       // Where a worker's inspector listens when SIGUSR1 opens it: node:cluster gives worker k the
@@ -181,26 +172,16 @@ beforeAll(async () => {
       NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect-port=${20_000 + Math.floor(Math.random() * 20_000)}`.trim(),
     },
   });
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {}
-  });
-  createInterface({ input: gateway.stderr! }).on('line', (line) => stderrLines.push(line));
-  const early = new Promise<never>((_, reject) => gateway.once('exit', (code) => reject(new Error(`gateway exited early with ${code}: ${stderrLines.join('\n')}`))));
-  ready = (await Promise.race([waitLog((l) => l.msg === 'ready' && l.role === 'primary', 60_000, 'the ready line'), early])) as Ready;
+  ({ logs, otherLines: stderrLines } = gateway);
+  ready = gateway.ready as WorkersReadyLine;
+  expect(ready.role).toBe('primary');
   http = ready.ports.http;
 }, 900_000);
 
 afterAll(async () => {
   for (const dev of devices) dev.talking = false;
   await Promise.allSettled(devices.map((dev) => dev.d.close()));
-  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await Promise.race([exited, sleep(15_000)]);
-    if (gateway.exitCode === null) gateway.kill('SIGKILL');
-  }
+  await gateway?.stop(15_000);
   await agentWorker?.stop();
   await server?.stop();
 });

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { failureLines, runGtest, suiteResult, tail, type GtestReport } from './helpers/gtest.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const testBuildDir = join(root, 'build-native-tests');
@@ -51,13 +52,6 @@ function aptInstall(packages: string[], why: string): void {
   if (update.status !== 0) throw new Error(`apt-get update failed (exit ${update.status})`);
   const install = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'inherit', env });
   if (install.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed (exit ${install.status})`);
-}
-
-function tail(text: string | Buffer | null | undefined, lines = 60): string {
-  return String(text ?? '')
-    .split('\n')
-    .slice(-lines)
-    .join('\n');
 }
 
 // Runs a build step; on failure the error carries the command and the end of its output.
@@ -113,27 +107,6 @@ function cacheHas(dir: string, ...entries: string[]): boolean {
 // ---------------------------------------------------------------------------------------------------
 // GoogleTest
 
-interface GtestCase {
-  name: string;
-  status?: string;
-  result?: string;
-  failures?: { failure: string }[];
-}
-interface GtestSuite {
-  name: string;
-  tests: number;
-  failures: number;
-  disabled: number;
-  testsuite: GtestCase[];
-}
-interface GtestReport {
-  tests: number;
-  failures: number;
-  disabled: number;
-  time?: string;
-  testsuites: GtestSuite[];
-}
-
 // The suites of native/tests/{convert,packet,buffer_pool,aes_ctr,opus_codec}_test.cpp. Each must have
 // run and passed; the overall exit code also covers every other suite in the binary.
 const EXPECTED_SUITES = [
@@ -184,38 +157,14 @@ describe('native GoogleTest suite (native/tests)', () => {
     }
     log('building xz_native_tests');
     step('cmake', ['--build', testBuildDir], 40 * MINUTE);
-    const binary = join(testBuildDir, 'xz_native_tests');
-    const out = mkdtempSync(join(tmpdir(), 'xz-gtest-'));
-    const json = join(out, 'gtest.json');
-    const started = Date.now();
-    run = spawnSync(binary, [`--gtest_output=json:${json}`], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 20 * MINUTE,
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const lines = `${run.stdout ?? ''}`.split('\n');
-    for (const line of lines) {
-      if (/^\[ info {5}\]|^\[={10}\]|^\[ {2}(PASSED|FAILED|SKIPPED) {2}\]|^ *\d+ FAILED TEST/.test(line)) log(line);
-    }
-    log(`xz_native_tests exit ${run.status ?? run.signal} after ${seconds} s`);
-    try {
-      report = JSON.parse(readFileSync(json, 'utf8')) as GtestReport;
-    } catch (err) {
-      reportError = String(err);
-    }
-    rmSync(out, { recursive: true, force: true });
+    let seconds: number;
+    ({ run, report, reportError, seconds } = runGtest(join(testBuildDir, 'xz_native_tests'), [], { cwd: root, timeoutMs: 20 * MINUTE, log, tmpPrefix: 'xz-gtest-' }));
+    log(`xz_native_tests exit ${run.status ?? run.signal} after ${seconds.toFixed(1)} s`);
   }, 75 * MINUTE);
 
   it('builds and passes: gtest exits 0', () => {
-    const failed = `${run.stdout ?? ''}`
-      .split('\n')
-      .filter((l) => /^\[ {2}FAILED {2}\]|Failure$|^Expected|^ {2}Actual|Which is/.test(l))
-      .slice(0, 80)
-      .join('\n');
     expect(run.error, String(run.error)).toBeUndefined();
-    expect(run.status, `xz_native_tests failed:\n${failed}\n${tail(run.stderr)}`).toBe(0);
+    expect(run.status, `xz_native_tests failed:\n${failureLines(run)}\n${tail(run.stderr)}`).toBe(0);
     expect(report, `no JSON report: ${reportError}`).toBeDefined();
     expect(report!.failures).toBe(0);
     expect(report!.tests).toBeGreaterThan(100);
@@ -225,11 +174,8 @@ describe('native GoogleTest suite (native/tests)', () => {
     expect(report, `no JSON report: ${reportError}`).toBeDefined();
     const suite = report!.testsuites.find((s) => s.name === name);
     expect(suite, `suite ${name} is not in the binary (was its file compiled?)`).toBeDefined();
-    const ran = suite!.testsuite.filter((t) => t.status === 'RUN' && t.result !== 'SKIPPED');
-    expect(ran.length, `suite ${name} ran no test`).toBeGreaterThan(0);
-    const failures = suite!.testsuite
-      .filter((t) => (t.failures?.length ?? 0) > 0)
-      .map((t) => `${t.name}: ${t.failures!.map((f) => f.failure).join('\n')}`);
+    const { ran, failures } = suiteResult(suite!);
+    expect(ran, `suite ${name} ran no test`).toBeGreaterThan(0);
     expect(failures, failures.join('\n')).toEqual([]);
     expect(suite!.failures).toBe(0);
   });

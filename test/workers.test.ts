@@ -3,39 +3,24 @@
 // SIGKILL loses only its own devices (the others keep talking without a lost downlink frame), is
 // restarted on the same UDP port, and its devices reconnect; a client id that connects again on the
 // other worker closes its old connection within 1 s; SIGTERM drains everything with exit code 0.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableParallelism } from 'node:os';
 import { RESTART_BACKOFF, restartDelay } from '../src/cluster/primary.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { OpusEncoder } from '../src/index.js';
-import { speech } from './helpers/fixtures.js';
+import { speechPackets } from './helpers/fixtures.js';
+import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEVICES = 20;
 const FRAMES = 15;
 
-type LogLine = Record<string, unknown> & { msg?: string };
-type Ready = LogLine & { ports: { mqtt: number; http: number; udp: number[] }; workers: Array<{ worker: number; pid: number; udp: number }> };
-
-let gateway: ChildProcess;
-const logs: LogLine[] = [];
-let ready: Ready;
+let gateway: GatewayProcess;
+let logs: LogLine[];
+let ready: WorkersReadyLine;
 let http = 0;
 
-const speechFrames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length && out.length < FRAMES; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const speechFrames = speechPackets(FRAMES).packets;
 
 /** A device whose MQTT connection reports when the gateway closed it. */
 interface Tracked { mac: string; d: RawDevice; closedAt?: number; connectedAt: number }
@@ -84,26 +69,7 @@ function samples(text: string, name: string): Array<{ labels: Record<string, str
   return out;
 }
 
-const logWaiters = new Set<() => void>();
-
-function waitLog(pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine> {
-  const found = logs.find(pred);
-  if (found) return Promise.resolve(found);
-  return new Promise((resolveLine, reject) => {
-    const check = () => {
-      const l = logs.find(pred);
-      if (!l) return;
-      clearTimeout(timer);
-      logWaiters.delete(check);
-      resolveLine(l);
-    };
-    const timer = setTimeout(() => {
-      logWaiters.delete(check);
-      reject(new Error('log line did not appear'));
-    }, timeoutMs);
-    logWaiters.add(check);
-  });
-}
+const waitLog = (pred: (l: LogLine) => boolean, timeoutMs: number) => gateway.waitLog(pred, timeoutMs, 'a log line');
 
 const mac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
 const alive = (pid: number) => {
@@ -118,28 +84,15 @@ const alive = (pid: number) => {
 beforeAll(async () => {
   // No --signature-key: the primary must hand one generated key to both workers (OTA on one worker,
   // MQTT on the other).
-  gateway = spawn(process.execPath, [join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {
-      return;  // not JSON
-    }
-    for (const check of [...logWaiters]) check();
-  });
-  const early = new Promise<never>((_, reject) => gateway.once('exit', (code) => reject(new Error(`gateway exited early with ${code}`))));
-  ready = (await Promise.race([waitLog((l) => l.msg === 'ready' && l.role === 'primary', 30_000), early])) as Ready;
+  gateway = await startGatewayProcess(['--workers', '2', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info'], { echoStderr: true, readyTimeoutMs: 30_000 });
+  logs = gateway.logs;
+  ready = gateway.ready as WorkersReadyLine;
+  expect(ready.role).toBe('primary');
   http = ready.ports.http;
 });
 
 afterAll(async () => {
-  if (gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await exited;
-  }
+  await gateway?.stop();
 });
 
 describe('workers config', () => {
@@ -304,9 +257,9 @@ describe('start --workers 2', () => {
   it('SIGTERM drains every worker (goodbye to devices) and exits 0 within 10 s', async () => {
     const pids = logs.filter((l) => l.msg === 'worker restarted: ready').map((l) => l.pid as number).concat(ready.workers[0]!.pid);
     const t0 = performance.now();
-    const exited = new Promise<number | null>((r) => gateway.once('exit', (code) => r(code)));
-    gateway.kill('SIGTERM');
-    const code = await exited;
+    gateway.child.kill('SIGTERM');
+    await gateway.exited();
+    const code = gateway.exit!.code;
     expect(performance.now() - t0).toBeLessThan(10_000);
     expect(code).toBe(0);
     for (const pid of pids) expect(alive(pid)).toBe(false);

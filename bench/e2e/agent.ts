@@ -3,9 +3,9 @@
 // real time, then 'listening' once its audio has played out, as LiveKit Agents do; between turns
 // it captures nothing. Nothing else: it subscribes to nothing, runs no STT/LLM/TTS, and its 60 ms
 // frames are computed once and shared by every agent, so N agents cost little more than N tracks.
-import { releaseFfiHandle } from '../../src/livekit/livekit-session.js';
 import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
+import { connectRoom } from './room-join.js';
 import { agentWindow, type TurnPlan } from './turns.js';
 
 const FRAME = 2880; // 60 ms at 48 kHz
@@ -34,16 +34,7 @@ export class BenchAgent {
     const at = new AccessToken(apiKey, apiSecret, { identity, name: 'bench agent' });
     at.kind = 'agent';
     at.addGrant({ roomJoin: true, room: roomName, canPublish: true, canSubscribe: false, canPublishData: true });
-    try {
-      await a.room.connect(url, await at.toJwt(), { autoSubscribe: false, dynacast: false });
-    } catch (err) {
-      // A connect the FFI gave up on (its callback answered too late on a busy machine) leaves a
-      // wrapper whose handle is gone; GC would later throw 'trying to drop an invalid handle' and
-      // kill this process. Release it now, where that error can be caught.
-      await a.room.disconnect().catch(() => {});
-      releaseFfiHandle(a.room);
-      throw err;
-    }
+    await connectRoom(a.room, url, await at.toJwt());
     const track = LocalAudioTrack.createAudioTrack('agent-voice', a.source);
     await a.room.localParticipant!.publishTrack(track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }));
     await a.room.localParticipant!.setAttributes({ 'lk.agent.state': 'listening' });

@@ -2,6 +2,7 @@
 // priority (nice) than the gateway so that the gateway's own latency is what the bench measures.
 import { BenchAgent } from './agent.js';
 import type { ChildConfig, FromAgents, ToAgents } from './protocol.js';
+import { joinInBatches } from './room-join.js';
 
 const send = (m: FromAgents) => process.send!(m);
 
@@ -23,10 +24,11 @@ async function main(): Promise<void> {
   process.on('message', async (m: ToAgents) => {
     try {
       if (m.type === 'join') {
-        for (let i = 0; i < m.rooms.length; i += 5) {
-          const batch = m.rooms.slice(i, i + 5);
-          agents.push(...(await Promise.all(batch.map((r) => joinWithRetry(cfg, r.room, r.identity)))));
-        }
+        // agents[i] is session i of the turn plan (it speaks that session's turns).
+        const first = agents.length;
+        await joinInBatches(m.rooms, async (r, i) => {
+          agents[first + i] = await joinWithRetry(cfg, r.room, r.identity);
+        });
         send({ type: 'joined', count: m.rooms.length });
       } else if (m.type === 'speak') {
         agents.forEach((a, i) => a.speak(m.plan, i));

@@ -17,9 +17,10 @@ import {
   type RemoteTrackPublication,
 } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
-import { dropFfiLogEvents, releaseFfiHandle } from '../../src/livekit/ffi-release.js';
+import { dropFfiLogEvents } from '../../src/livekit/ffi-release.js';
 import { AGENT_FRAME_MS, micPublishOptions } from '../../src/livekit/livekit-session.js';
 import type { ChildConfig } from './protocol.js';
+import { connectRoom, joinInBatches } from './room-join.js';
 import { deviceTalking, type TurnPlan } from './turns.js';
 
 export type ToFloor = { type: 'join'; rooms: Array<{ room: string; identity: string }>; agentFrameMs?: number } | { type: 'speak'; plan: TurnPlan } | { type: 'collect' } | { type: 'stop' };
@@ -59,14 +60,8 @@ class FloorRoom {
     at.addGrant({ roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true });
     this.room.on(RoomEvent.TrackPublished, (pub) => this.#subscribe(pub));
     this.room.on(RoomEvent.TrackSubscribed, (track, pub) => this.#read(track, pub, frameSizeMs));
-    try {
-      await this.room.connect(cfg.livekitUrl, await at.toJwt(), { autoSubscribe: false, dynacast: false });
-      dropFfiLogEvents();
-    } catch (err) {
-      await this.room.disconnect().catch(() => {});
-      releaseFfiHandle(this.room);
-      throw err;
-    }
+    await connectRoom(this.room, cfg.livekitUrl, await at.toJwt());
+    dropFfiLogEvents();
     this.source = new AudioSource(RATE, 1, 200);
     const track = LocalAudioTrack.createAudioTrack('floor-microphone', this.source);
     await this.room.localParticipant!.publishTrack(track, micPublishOptions());
@@ -139,14 +134,12 @@ async function main(): Promise<void> {
   process.on('message', async (m: ToFloor) => {
     try {
       if (m.type === 'join') {
-        for (let i = 0; i < m.rooms.length; i += 5) {
-          // rooms[i] is session i of the turn plan, as the agent that joins the same room.
-          await Promise.all(m.rooms.slice(i, i + 5).map(async (r, k) => {
-            const fr = new FloorRoom();
-            await fr.join(cfg, r.room, r.identity, m.agentFrameMs ?? AGENT_FRAME_MS);
-            rooms[i + k] = fr;
-          }));
-        }
+        // rooms[i] is session i of the turn plan, as the agent that joins the same room.
+        await joinInBatches(m.rooms, async (r, i) => {
+          const fr = new FloorRoom();
+          await fr.join(cfg, r.room, r.identity, m.agentFrameMs ?? AGENT_FRAME_MS);
+          rooms[i] = fr;
+        });
         send({ type: 'joined', count: rooms.length });
       } else if (m.type === 'speak') {
         rooms.forEach((r, i) => r.speak(m.plan, i));

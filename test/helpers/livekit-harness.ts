@@ -3,8 +3,8 @@
 // and the similarity measure used to say "the other side heard this".
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { OpusDecoder, OpusEncoder, Resampler } from '../../src/index.js';
-import { speech } from './fixtures.js';
+import { OpusDecoder, Resampler } from '../../src/index.js';
+import { FRAME_16K, speech, speechPackets } from './fixtures.js';
 import type { RawDevice } from './raw-device.js';
 import { concat } from './signal.js';
 
@@ -92,18 +92,9 @@ export async function startLivekit(): Promise<LivekitServerHandle> {
   return s;
 }
 
-export const FRAME_16K = 960;
-
 /** `seconds` of real speech at 16 kHz and its 60 ms Opus packets, as the device's microphone path makes them. */
 export function deviceSpeech(seconds: number, offsetSeconds = 0): { pcm: Int16Array; packets: Buffer[] } {
-  const all = speech(16000);
-  const start = Math.floor(offsetSeconds * 16000);
-  const frames = Math.floor((seconds * 16000) / FRAME_16K);
-  const pcm = all.slice(start, start + frames * FRAME_16K);
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const packets: Buffer[] = [];
-  for (let i = 0; i < frames; i++) packets.push(Buffer.from(enc.encode(pcm.subarray(i * FRAME_16K, (i + 1) * FRAME_16K))));
-  return { pcm, packets };
+  return speechPackets(Math.floor((seconds * 16000) / FRAME_16K), offsetSeconds);
 }
 
 /** Agent speech at 48 kHz (what a TTS would publish). */

@@ -1,6 +1,6 @@
 // MQTT 3.1.1 packets built and split byte by byte from the specification, independent of mqtt-packet
 // (which the broker uses). Plain JS (types in mqtt-bytes.d.mts) so both the vitest files (through
-// mqtt-raw.ts) and the hostile harness (test/hostile/harness.mjs, also run by scripts/fuzz-live.mjs
+// mqtt-raw.mjs) and the hostile harness (test/hostile/harness.mjs, also run by scripts/fuzz-live.mjs
 // under plain Node) build their bytes with this one copy.
 
 export function remainingLength(n) {

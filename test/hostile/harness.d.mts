@@ -1,6 +1,5 @@
 // Types of harness.mjs (plain ESM so scripts/fuzz-live.mjs can run it without a TypeScript step).
 import type dgram from 'node:dgram';
-import type net from 'node:net';
 import type { ConnectFields, MqttPacket } from '../helpers/mqtt-bytes.mjs';
 
 export const root: string;
@@ -39,18 +38,7 @@ export {
 /** mqtt-bytes' connectPacket with keepalive 240 by default and never MQTT 5 property lists. */
 export function connectPacket(f: Omit<ConnectFields, 'properties'>): Buffer;
 
-export class RawMqtt {
-  socket: net.Socket;
-  packets: MqttPacket[];
-  closed: boolean;
-  static connect(port: number, localAddress?: string): Promise<RawMqtt>;
-  write(bytes: Buffer): Promise<void>;
-  trickle(bytes: Buffer, gapMs: number): Promise<void>;
-  waitFor(pred: (p: MqttPacket) => boolean, timeoutMs?: number, what?: string): Promise<MqttPacket>;
-  connack(timeoutMs?: number): Promise<number | null>;
-  closedWithin(timeoutMs: number): Promise<boolean>;
-  destroy(): void;
-}
+export { RawMqtt } from '../helpers/mqtt-raw.mjs';
 
 export interface HttpResult { status?: number; headers?: Record<string, unknown>; body?: string; error?: string }
 export function httpRequest(o: {

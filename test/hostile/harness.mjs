@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import {
   connectPacket as buildConnect, DISCONNECT, packet as mqttPacket, PINGREQ, publishPacket, remainingLength, splitPackets, subscribePacket, utf8Field,
 } from '../helpers/mqtt-bytes.mjs';
+import { RawMqtt } from '../helpers/mqtt-raw.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '..', '..');
@@ -120,7 +121,7 @@ export function nextMac(prefix = 0x02) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// MQTT 3.1.1 bytes: test/helpers/mqtt-bytes.mjs (shared with test/helpers/mqtt-raw.ts). CONNECT here
+// MQTT 3.1.1 bytes: test/helpers/mqtt-bytes.mjs (shared with test/broker.test.ts). CONNECT here
 // defaults to keepalive 240 and never adds MQTT 5 property lists (level 5 is sent as a bare 3.1.1 body).
 
 export { DISCONNECT, mqttPacket, PINGREQ, publishPacket, remainingLength, splitPackets, subscribePacket, utf8Field };
@@ -129,102 +130,8 @@ export function connectPacket(f) {
   return buildConnect({ ...f, keepalive: f.keepalive === undefined ? 240 : f.keepalive, properties: false });
 }
 
-/** A TCP connection to the broker from `localAddress`, collecting the packets it sends back. */
-export class RawMqtt {
-  constructor(socket) {
-    this.socket = socket;
-    this.packets = [];
-    this.closed = false;
-    this.buffer = Buffer.alloc(0);
-    this.waiters = [];
-    this.onPacket = null;
-    socket.on('data', (chunk) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      const [packets, rest] = splitPackets(this.buffer);
-      this.buffer = rest;
-      for (const p of packets) {
-        this.packets.push(p);
-        this.onPacket?.(p);
-      }
-      this.wake();
-    });
-    socket.on('error', () => {});
-    this.closedPromise = new Promise((r) => socket.once('close', () => {
-      this.closed = true;
-      this.wake();
-      r();
-    }));
-  }
-
-  static connect(port, localAddress = '127.0.0.1') {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-      socket.setNoDelay(true);
-      socket.once('connect', () => resolve(new RawMqtt(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  write(bytes) {
-    return new Promise((resolve) => {
-      if (this.socket.destroyed || !this.socket.writable) return resolve();
-      this.socket.write(bytes, () => resolve());
-    });
-  }
-
-  async trickle(bytes, gapMs) {
-    for (let i = 0; i < bytes.length && !this.closed; i++) {
-      await this.write(bytes.subarray(i, i + 1));
-      await sleep(gapMs);
-    }
-  }
-
-  wake() {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  async waitFor(pred, timeoutMs = 3000, what = 'packet') {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.packets.find(pred);
-      if (found) return found;
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  /** CONNACK return code, or null when the connection closed without one. */
-  async connack(timeoutMs = 3000) {
-    try {
-      const p = await this.waitFor((x) => x.type === 2, timeoutMs, 'CONNACK');
-      return p.body[1];
-    } catch {
-      return null;
-    }
-  }
-
-  async closedWithin(timeoutMs) {
-    if (this.closed) return true;
-    let timer;
-    const r = await Promise.race([this.closedPromise.then(() => true), new Promise((res) => { timer = setTimeout(() => res(false), timeoutMs); })]);
-    clearTimeout(timer);
-    return r;
-  }
-
-  destroy() {
-    this.socket.destroy();
-  }
-}
+// The raw MQTT connection: test/helpers/mqtt-raw.mjs (shared with test/broker.test.ts).
+export { RawMqtt };
 
 // ---------------------------------------------------------------------------------------------
 // HTTP from a chosen source address
