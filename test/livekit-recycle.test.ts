@@ -7,34 +7,30 @@
 // Here: the compiled CLI with agent 'livekit' and a real livekit-server; DEVICES devices hold
 // conversations back to back (hello, 1.2 s of speech while the gateway joins the room and publishes
 // the microphone, goodbye, 1.2 s idle), reconnecting the way the firmware does when a drain closes
-// their idle connection. Asserted: the total RSS peak over the second half of the sessions ≤ the
-// first half's + 10 %; with ≥ 6 whole recycle cycles in the last 60 % (the full run), the
-// least-squares slope of the per-cycle mean RSS ≤ 50 KB per session; every recycle drained
-// (exit 0); no device closed during a conversation; no worker died.
-// CI: XIAOZHI_LK_RECYCLE_SESSIONS (default 200) with K = XIAOZHI_LK_RECYCLE_AFTER (default 25).
-// Full run: `npm run test:livekit-recycle` (5 000 sessions, K = 250).
-import { spawn, type ChildProcess } from 'node:child_process';
+// their idle connection. Asserted: over the last 60 % of the run (≥ 6 whole recycle cycles), the
+// least-squares slope of the per-cycle mean RSS ≤ 50 KB per session in the full run (150 in CI,
+// see MAX_SLOPE_KB); every recycle drained (exit 0); no device closed during a conversation; no
+// worker died.
+// CI: XIAOZHI_LK_RECYCLE_SESSIONS (default 360) with K = XIAOZHI_LK_RECYCLE_AFTER (default 20).
+// Full run: `npm run test:livekit-recycle` (5 000 sessions, K = 250, slope bound 50 KB).
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayProcess, type GatewayProcess } from './helpers/gateway-process.js';
 import { deviceSpeech, startLivekit, streamPackets, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const SESSIONS = Number(process.env.XIAOZHI_LK_RECYCLE_SESSIONS ?? 200);
-const RECYCLE_AFTER = Number(process.env.XIAOZHI_LK_RECYCLE_AFTER ?? 25);
+const SESSIONS = Number(process.env.XIAOZHI_LK_RECYCLE_SESSIONS ?? 360);
+const RECYCLE_AFTER = Number(process.env.XIAOZHI_LK_RECYCLE_AFTER ?? 20);
+// The bound on the slope. The target is 50 KB per session (the full run). At CI's size the fitted
+// slope's own spread is ~40 KB (cycle means scatter by ±10 MB over ~240 sessions), so CI holds it
+// to 150: far below the ≥ 400 KB per session of a gateway that does not recycle, which it catches.
+const MAX_SLOPE_KB = Number(process.env.XIAOZHI_LK_RECYCLE_MAX_SLOPE_KB ?? 150);
 const DEVICES = 6;
-const MAX_SLOPE_KB = 50;
-const MIN_CYCLES_FOR_SLOPE = 6;
-
-type LogLine = Record<string, unknown> & { msg?: string };
+const MIN_CYCLES = 6;
 
 let server: LivekitServerHandle;
-let gateway: ChildProcess;
-const logs: LogLine[] = [];
+let gateway: GatewayProcess;
 let http = 0;
 const speech = deviceSpeech(1.2).packets;
 
@@ -73,33 +69,19 @@ function slope(xs: number[], ys: number[]): number {
 
 beforeAll(async () => {
   server = await startLivekit();
-  gateway = spawn(process.execPath, [
-    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--agent', 'livekit', '--recycle-after-sessions', String(RECYCLE_AFTER),
+  gateway = await startGatewayProcess([
+    '--agent', 'livekit', '--recycle-after-sessions', String(RECYCLE_AFTER),
     '--auth', 'open', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info',
   ], {
-    stdio: ['ignore', 'pipe', 'inherit'],
     // NODE_ENV=production: rtc-node logs its debug lines otherwise.
     env: { ...process.env, NODE_ENV: 'production', LIVEKIT_URL: server.url, LIVEKIT_API_KEY: server.apiKey, LIVEKIT_API_SECRET: server.apiSecret, MALLOC_ARENA_MAX: '2' },
+    echoStderr: true,
   });
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {}
-  });
-  const started = performance.now();
-  while (!logs.some((l) => l.msg === 'ready' && l.role === 'primary')) {
-    if (gateway.exitCode !== null || performance.now() - started > 30_000) throw new Error(`gateway did not start: ${JSON.stringify(logs.slice(-5))}`);
-    await sleep(20);
-  }
-  http = (logs.find((l) => l.msg === 'ready') as LogLine & { ports: { http: number } }).ports.http;
+  http = gateway.ready.ports.http;
 });
 
 afterAll(async () => {
-  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await exited;
-  }
+  await gateway?.stop();
   await server?.stop();
 });
 
@@ -110,7 +92,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     let closedInConversation = 0;
     let interrupted = 0;
     const samples: Array<{ done: number; kb: number; recycled: number }> = [];
-    const recycledCount = () => logs.filter((l) => l.msg === 'recycled worker drained and exited').length;
+    const recycledCount = () => gateway.logs.filter((l) => l.msg === 'recycled worker drained and exited').length;
     const mac = (i: number) => `02:00:00:00:0f:${i.toString(16).padStart(2, '0')}`;
 
     const device = async (i: number) => {
@@ -134,7 +116,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
           d.publish({ session_id: d.session(), type: 'goodbye' });
           inConversation = false;
           done++;
-          samples.push({ done, kb: treeRssKb(gateway.pid!).kb, recycled: recycledCount() });
+          samples.push({ done, kb: treeRssKb(gateway.child.pid!).kb, recycled: recycledCount() });
         } catch (err) {
           inConversation = false;
           // A hello that crossed the drain's close of this idle connection: the firmware would retry it.
@@ -149,14 +131,8 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     await Promise.all(Array.from({ length: DEVICES }, (_, i) => device(i)));
     const seconds = (performance.now() - t0) / 1000;
 
-    // Bounded: the peak over the second half of the sessions is no higher than over the first half
-    // (+10 %). Without recycling, rtc-node's retention alone (≥ 0.4 MB per session) breaks it.
-    const peak = (pick: (s: { done: number }) => boolean) => Math.max(...samples.filter(pick).map((s) => s.kb));
-    const firstPeak = peak((s) => s.done <= SESSIONS / 2);
-    const secondPeak = peak((s) => s.done > SESSIONS / 2);
-    // Flat: the slope of the mean RSS of each whole recycle cycle in the last 60 % of the run
-    // (between two completed recycles, averaging the sawtooth), once there are enough cycles to
-    // fit (the full run); at CI's size the cycles' spread (±20 MB) is larger than 50 KB × 100.
+    // Flat: the slope of the mean RSS of each whole recycle cycle (between two completed recycles:
+    // the mean averages the sawtooth) in the last 60 % of the run.
     const cycles = new Map<number, { x: number[]; kb: number[] }>();
     for (const s of samples) {
       if (s.recycled < 1 || s.done <= SESSIONS * 0.4) continue;
@@ -171,19 +147,17 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     const xs = whole.map((c) => mean(c.x));
     const ys = whole.map((c) => mean(c.kb));
     const perSessionKb = whole.length >= 2 ? slope(xs, ys) : NaN;
-    const died = logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining' || l.level === 60);
+    const died = gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining' || l.level === 60);
     console.log(
       `livekit recycle: ${done} sessions in ${seconds.toFixed(0)} s, K ${RECYCLE_AFTER}, ${recycledCount()} recycles drained, ` +
       `${reconnects} reconnects, ${interrupted} hellos crossed a drain; total RSS ${(samples[0]!.kb / 1024).toFixed(0)} → ${(samples.at(-1)!.kb / 1024).toFixed(0)} MB ` +
-      `(peak ${(firstPeak / 1024).toFixed(0)} MB in the first half, ${(secondPeak / 1024).toFixed(0)} MB in the second); cycle means ${ys.map((y) => (y / 1024).toFixed(0)).join(', ')} MB; slope ${perSessionKb.toFixed(1)} KB per session`,
+      `(max ${(Math.max(...samples.map((s) => s.kb)) / 1024).toFixed(0)}); cycle means in the last 60 % ${ys.map((y) => (y / 1024).toFixed(0)).join(', ')} MB; slope ${perSessionKb.toFixed(1)} KB per session`,
     );
-    if (process.env.XIAOZHI_TEST_DEBUG) console.log(logs.filter((l) => /recycl|replacement|drain|stopping/.test(String(l.msg))).map((l) => JSON.stringify(l)).join("\n"));
+    if (process.env.XIAOZHI_TEST_DEBUG) console.log(gateway.logs.filter((l) => /recycl|replacement|drain|stopping/.test(String(l.msg))).map((l) => JSON.stringify(l)).join("\n"));
     expect(died, 'no worker died').toEqual([]);
     expect(closedInConversation, 'no device closed during a conversation').toBe(0);
-    expect(recycledCount(), 'recycles').toBeGreaterThanOrEqual(Math.floor(SESSIONS / RECYCLE_AFTER) - 2);
-    expect(secondPeak, 'peak RSS, second half vs first half').toBeLessThanOrEqual(firstPeak * 1.1);
-    if (whole.length >= MIN_CYCLES_FOR_SLOPE) expect(perSessionKb, 'RSS slope per session over whole cycles').toBeLessThanOrEqual(MAX_SLOPE_KB);
-    else console.log(`livekit recycle: slope not judged: ${whole.length} whole cycles in the last 60 % (needs ${MIN_CYCLES_FOR_SLOPE}: npm run test:livekit-recycle)`);
+    expect(whole.length, 'whole recycle cycles in the last 60 % of the run').toBeGreaterThanOrEqual(MIN_CYCLES);
+    expect(perSessionKb, 'RSS slope per session over whole cycles').toBeLessThanOrEqual(MAX_SLOPE_KB);
     // A hello crossing the drain's close is a narrow race: far rarer than the reconnects.
     expect(interrupted).toBeLessThanOrEqual(recycledCount());
   }, SESSIONS * 3000 + 120_000);

@@ -4,36 +4,19 @@
 // conversation in progress finish without losing a frame, closes the idle devices' connections
 // (never one with an open session), and exits 0 once empty. The closed devices reconnect the way
 // the firmware does (at once, when woken for a conversation) and are served by the replacement.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { OpusEncoder } from '../src/index.js';
-import { speech } from './helpers/fixtures.js';
+import { speechPackets } from './helpers/fixtures.js';
+import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RECYCLE_AFTER = 3;
 
-type LogLine = Record<string, unknown> & { msg?: string };
-type Ready = LogLine & { ports: { mqtt: number; http: number; udp: number[] }; workers: Array<{ worker: number; pid: number; udp: number }> };
-
-let gateway: ChildProcess;
-const logs: LogLine[] = [];
-let ready: Ready;
+let gateway: GatewayProcess;
+let ready: WorkersReadyLine;
 let http = 0;
-
-const frames: Buffer[] = (() => {
-  const enc = new OpusEncoder({ sampleRate: 16000, channels: 1, application: 'voip', bitrate: 24000 });
-  const pcm = speech(16000);
-  const out: Buffer[] = [];
-  for (let i = 0; i + 960 <= pcm.length; i += 960) out.push(enc.encode(pcm.slice(i, i + 960)));
-  enc.close();
-  return out;
-})();
+const frames = speechPackets(40).packets;
 
 /** One turn through the echo agent of `n` uplink frames; resolves with the downlink datagrams of the turn. */
 async function talk(d: RawDevice, n: number): Promise<Buffer[]> {
@@ -57,22 +40,6 @@ function expectWhole(downlink: Buffer[], n: number): void {
   expect(seqs.at(-1)! - seqs[0]! + 1).toBe(seqs.length);
 }
 
-function waitLog(pred: (l: LogLine) => boolean, timeoutMs: number, what: string): Promise<LogLine> {
-  return new Promise((resolveLine, reject) => {
-    const started = performance.now();
-    const poll = setInterval(() => {
-      const l = logs.find(pred);
-      if (l) {
-        clearInterval(poll);
-        resolveLine(l);
-      } else if (performance.now() - started > timeoutMs || gateway.exitCode !== null) {
-        clearInterval(poll);
-        reject(new Error(`no log line '${what}' within ${timeoutMs} ms; last lines:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`));
-      }
-    }, 20);
-  });
-}
-
 async function metric(name: string, labels: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();
   const m = text.match(new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\S+)$`, 'm'));
@@ -89,26 +56,16 @@ async function open(m: string): Promise<RawDevice> {
 const mac = (i: number) => `02:00:00:00:0e:${i.toString(16).padStart(2, '0')}`;
 
 beforeAll(async () => {
-  gateway = spawn(process.execPath, [
-    join(root, 'dist', 'bin', 'xiaozhi-gateway.js'), 'start', '--recycle-after-sessions', String(RECYCLE_AFTER), '--recycle-drain-s', '60',
+  gateway = await startGatewayProcess([
+    '--recycle-after-sessions', String(RECYCLE_AFTER), '--recycle-drain-s', '60',
     '--auth', 'open', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info',
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {}
-  });
-  ready = (await waitLog((l) => l.msg === 'ready' && l.role === 'primary', 30_000, 'ready')) as Ready;
+  ], { echoStderr: true });
+  expect(gateway.ready.role, 'a primary supervises the one worker').toBe('primary');
+  ready = gateway.ready as WorkersReadyLine;
   http = ready.ports.http;
 });
 
-afterAll(async () => {
-  if (gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await exited;
-  }
-});
+afterAll(() => gateway?.stop());
 
 describe('recycle config', () => {
   const load = (flags: Record<string, string>) => loadConfig({ flags: { '--public-host': '127.0.0.1', ...flags }, env: {} });
@@ -140,7 +97,7 @@ describe(`start --recycle-after-sessions ${RECYCLE_AFTER} (one worker)`, () => {
     let busyClosed = false;
     busy.mqtt.once('close', () => { busyClosed = true; });
     const turn = talk(busy, 80);
-    const replaced = await waitLog((l) => l.msg === 'replacement worker ready', 20_000, 'replacement worker ready');
+    const replaced: LogLine = await gateway.waitLog((l) => l.msg === 'replacement worker ready', 20_000, 'replacement worker ready');
     expect(replaced.pid).not.toBe(oldPid);
     expect(replaced.udp).not.toBe(oldUdp);
     // The idle devices are closed (within the drain's 1 s step); the one in conversation is not.
@@ -156,8 +113,8 @@ describe(`start --recycle-after-sessions ${RECYCLE_AFTER} (one worker)`, () => {
     }
     // The conversation ends: the old worker is empty, closes the last device and exits 0.
     busy.publish({ session_id: busy.session(), type: 'goodbye' });
-    await waitLog((l) => l.msg === 'recycled worker drained and exited', 20_000, 'recycled worker drained and exited');
-    expect(logs.some((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining')).toBe(false);
+    await gateway.waitLog((l) => l.msg === 'recycled worker drained and exited', 20_000, 'recycled worker drained and exited');
+    expect(gateway.logs.some((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining')).toBe(false);
     expect(await metric('xiaozhi_worker_recycles_total', 'outcome="drained"')).toBe(1);
     // Its port is the spare now; the replacement serves on: it has seen 2 sessions, below the threshold.
     const again = await open(mac(9));

@@ -106,7 +106,7 @@ describe('workers config', () => {
   it('names the key and the source of a bad value, and refuses a UDP range beyond 65535', () => {
     expect(() => load({ '--workers': 'many' })).toThrow(/--workers: expected a number or auto/);
     expect(() => load({ '--workers': '0' })).toThrow(ConfigError);
-    expect(() => load({ '--workers': '4', '--udp-port': '65534' })).toThrow(/udpPort \(from flag --udp-port\): 4 workers need the ports 65534..65537/);
+    expect(() => load({ '--workers': '4', '--udp-port': '65534' })).toThrow(/udpPort \(from flag --udp-port\): 4 worker\(s\) need the ports 65534..65537/);
     expect(load({ '--workers': '4', '--udp-port': '0' }).udpPort).toBe(0);
   });
 });
