@@ -22,22 +22,18 @@ import tls from 'node:tls';
 import { Aedes } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
-import { codedError, describe, rangeError, typeError } from '../native/errors.js';
+import { codedError, describe, typeError } from '../native/errors.js';
 import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
 import { ipLimitKey, normalizeIp } from '../net/address.js';
 import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
-import { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';
+import { DEVICE_TOPIC_PREFIX } from '../net/mqtt-topics.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
-import { CONFIG_DEFAULTS } from '../config.js';
+import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
 import { readProxyHeader } from './proxy-protocol.js';
-
-/** PROTOCOL.md §2: MCP tools/list replies reach ~8 KB; packets of at least 16 KB must pass. */
-export const MIN_MAX_PACKET_SIZE = 16_384;
-/** CONNECT is parsed before authentication, so it gets a tighter cap than other packets. */
-export const MAX_CONNECT_PACKET_SIZE = 8_192;
 
 export type DisconnectReason =
   | 'client-disconnect'   // the device sent DISCONNECT
@@ -53,45 +49,6 @@ export interface MqttBrokerEvents {
   'device-connected': [identity: DeviceIdentity];
   'device-message': [identity: DeviceIdentity, payload: Buffer];
   'device-disconnected': [identity: DeviceIdentity, reason: DisconnectReason];
-}
-
-export interface MqttBrokerLimits {
-  /** Open sockets (devices plus connections still before CONNECT). Beyond it sockets are closed at accept. */
-  maxConnections: number;
-  /** New connections per remote address per minute (token bucket; IPv6 by /64). */
-  connectsPerIpPerMinute: number;
-  /** Open sockets per remote address at once (IPv6 by /64); beyond it sockets are closed at accept. */
-  maxConnectionsPerIp: number;
-  /** PUBLISH packets per connection per second (burst: two seconds' worth); the excess is dropped, counted. */
-  publishesPerSecond: number;
-  /** Largest packet accepted from a device, in bytes (fixed header included); at least 16384. */
-  maxPacketSize: number;
-  /** Time from accept (TLS: from handshake completion) to a complete CONNECT packet. */
-  connectTimeoutMs: number;
-  /** CONNECT keepalive must lie in [keepaliveMinS, keepaliveMaxS]; 0 (no keepalive) is refused. */
-  keepaliveMinS: number;
-  keepaliveMaxS: number;
-}
-
-export type MqttAuthOptions = { mode: 'signature'; signatureKey: string } | { mode: 'open' };
-
-export interface MqttBrokerOptions {
-  port?: number;
-  host?: string;
-  tls?: { port?: number; cert: string | Buffer; key: string | Buffer };
-  auth: MqttAuthOptions;
-  publishTopic?: string;
-  limits?: Partial<MqttBrokerLimits>;
-  logger: Logger;
-  /** Monotonic milliseconds, for the connect rate limiter. */
-  clock?: () => number;
-  /**
-   * The plain TCP listener expects a PROXY protocol v2 header (HAProxy send-proxy-v2) before MQTT:
-   * the limits and the identity's remoteAddress use the address it names. Off by default.
-   */
-  proxyProtocol?: boolean;
-  /** A cluster-wide per-IP connect check (Redis) after the local limits, before CONNACK; false refuses with return code 3. */
-  clusterAdmit?: (ipKey: string) => Promise<boolean>;
 }
 
 export interface MqttBrokerStats {
@@ -172,17 +129,6 @@ interface DeviceEntry {
   readonly state: ConnectionState;
 }
 
-const DEFAULT_LIMITS: MqttBrokerLimits = {
-  maxConnections: CONFIG_DEFAULTS.maxConnections,
-  connectsPerIpPerMinute: CONFIG_DEFAULTS.connectsPerIpPerMinute,
-  maxConnectionsPerIp: CONFIG_DEFAULTS.maxConnectionsPerIp,
-  publishesPerSecond: CONFIG_DEFAULTS.publishesPerSecond,
-  maxPacketSize: 65_536,
-  connectTimeoutMs: 10_000,
-  keepaliveMinS: 30,
-  keepaliveMaxS: 1_200,
-};
-
 function emptyStats(): MqttBrokerStats {
   return {
     connections: { current: 0, total: 0, sockets: 0, socketsTotal: 0 },
@@ -199,12 +145,6 @@ function emptyStats(): MqttBrokerStats {
       'server-disconnect': 0, 'acl-violation': 0, 'protocol-violation': 0, 'broker-stopped': 0,
     },
   };
-}
-
-function checkInteger(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw typeError('ERR_INVALID_ARG_TYPE', `${name}: expected an integer, got ${describe(value)}`);
-  if (value < min || value > max) throw rangeError('ERR_OUT_OF_RANGE', `${name}: expected ${min}..${max}, got ${value}`);
-  return value;
 }
 
 /** A topic a device may publish to: non-empty, no wildcards, no '$' prefix, no NUL. */
@@ -253,52 +193,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
 
   constructor(options: MqttBrokerOptions) {
     super();
-    if (typeof options !== 'object' || options === null) throw typeError('ERR_INVALID_ARG_TYPE', `options: expected an object, got ${describe(options)}`);
-    if (typeof options.logger?.child !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', 'logger: expected a pino logger');
-    this.log = options.logger.child({ component: 'mqtt-broker' });
-    this.port = checkInteger('port', options.port ?? 1883, 0, 65_535);
-    this.host = options.host ?? '0.0.0.0';
-    if (typeof this.host !== 'string' || this.host.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', `host: expected a non-empty string, got ${describe(options.host)}`);
-
-    if (options.tls !== undefined) {
-      const { cert, key } = options.tls;
-      if (!(typeof cert === 'string' || Buffer.isBuffer(cert)) || cert.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'tls.cert: expected a PEM string or Buffer');
-      if (!(typeof key === 'string' || Buffer.isBuffer(key)) || key.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'tls.key: expected a PEM string or Buffer');
-      this.tlsOptions = { port: checkInteger('tls.port', options.tls.port ?? 8883, 0, 65_535), cert, key };
-    }
-
-    const auth = options.auth as MqttAuthOptions | undefined;
-    if (auth?.mode === 'signature') {
-      if (typeof auth.signatureKey !== 'string' || auth.signatureKey.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'auth.signatureKey: expected a non-empty string');
-      this.auth = { mode: 'signature', signatureKey: auth.signatureKey };
-    } else if (auth?.mode === 'open') {
-      this.auth = { mode: 'open' };
-    } else {
-      throw typeError('ERR_INVALID_ARG_VALUE', `auth: expected {mode: 'signature', signatureKey} or {mode: 'open'}, got ${describe(auth)}`);
-    }
-
-    this.publishTopic = validatePublishTopic(options.publishTopic ?? CONFIG_DEFAULTS.publishTopic);
-
-    const l = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
-    this.limits = {
-      maxConnections: checkInteger('limits.maxConnections', l.maxConnections, 1, 10_000_000),
-      connectsPerIpPerMinute: checkInteger('limits.connectsPerIpPerMinute', l.connectsPerIpPerMinute, 1, 1_000_000),
-      maxConnectionsPerIp: checkInteger('limits.maxConnectionsPerIp', l.maxConnectionsPerIp, 1, 10_000_000),
-      publishesPerSecond: checkInteger('limits.publishesPerSecond', l.publishesPerSecond, 1, 100_000),
-      maxPacketSize: checkInteger('limits.maxPacketSize', l.maxPacketSize, MIN_MAX_PACKET_SIZE, 268_435_455),
-      connectTimeoutMs: checkInteger('limits.connectTimeoutMs', l.connectTimeoutMs, 1, 600_000),
-      keepaliveMinS: checkInteger('limits.keepaliveMinS', l.keepaliveMinS, 1, 65_535),
-      keepaliveMaxS: checkInteger('limits.keepaliveMaxS', l.keepaliveMaxS, 1, 65_535),
-    };
-    if (this.limits.keepaliveMinS > this.limits.keepaliveMaxS) {
-      throw rangeError('ERR_OUT_OF_RANGE', `limits.keepaliveMinS (${this.limits.keepaliveMinS}) must not exceed limits.keepaliveMaxS (${this.limits.keepaliveMaxS})`);
-    }
-    const clock = options.clock ?? (() => performance.now());
-    if (typeof clock !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', `clock: expected a function, got ${describe(clock)}`);
-    this.clock = clock;
-    this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: clock });
-    this.proxyProtocol = options.proxyProtocol === true;
-    this.clusterAdmit = options.clusterAdmit;
+    const config = resolveBrokerConfig(options);
+    this.log = config.logger.child({ component: 'mqtt-broker' });
+    this.port = config.port;
+    this.host = config.host;
+    this.tlsOptions = config.tls;
+    this.auth = config.auth;
+    this.publishTopic = config.publishTopic;
+    this.limits = config.limits;
+    this.clock = config.clock;
+    this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: config.clock });
+    this.proxyProtocol = config.proxyProtocol;
+    this.clusterAdmit = config.clusterAdmit;
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
