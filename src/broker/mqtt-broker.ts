@@ -32,18 +32,13 @@ import { DEVICE_TOPIC_PREFIX } from '../net/mqtt-topics.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
 import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
+export type { MqttBrokerStats } from './broker-stats.js';
+import type { ConnectionState, DeviceEntry, DisconnectReason } from './connection-state.js';
+export type { DisconnectReason } from './connection-state.js';
+import { short } from './log-text.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
 import { readProxyHeader } from './proxy-protocol.js';
-
-export type DisconnectReason =
-  | 'client-disconnect'   // the device sent DISCONNECT
-  | 'connection-lost'     // the socket closed or failed without DISCONNECT
-  | 'keepalive-timeout'   // nothing received for 1.5 x keepalive
-  | 'takeover'            // a new connection with the same client id replaced this one
-  | 'server-disconnect'   // disconnectDevice()
-  | 'acl-violation'       // published to a topic other than the publish topic, or with QoS 2
-  | 'protocol-violation'  // malformed or oversized packet after CONNECT
-  | 'broker-stopped';     // stop()
 
 export interface MqttBrokerEvents {
   'device-connected': [identity: DeviceIdentity];
@@ -51,111 +46,9 @@ export interface MqttBrokerEvents {
   'device-disconnected': [identity: DeviceIdentity, reason: DisconnectReason];
 }
 
-export interface MqttBrokerStats {
-  connections: {
-    /** Devices connected (CONNACK sent) now. */
-    current: number;
-    /** Devices accepted since start. */
-    total: number;
-    /** Open sockets now, including connections that have not completed CONNECT. */
-    sockets: number;
-    socketsTotal: number;
-  };
-  /** Connections closed before authentication by a limit or the frame guard. */
-  refused: {
-    maxConnections: number;
-    rateLimited: number;
-    perIpConnections: number;
-    connectTimeout: number;
-    firstPacketNotConnect: number;
-    reservedPacketType: number;
-    malformedRemainingLength: number;
-    oversizedPacket: number;
-    tlsHandshake: number;
-    /** PROXY protocol header missing, malformed or late (with proxyProtocol on). */
-    proxyHeader: number;
-  };
-  /** CONNECTs refused with a CONNACK return code, by reason. */
-  authFailures: {
-    protocolVersion: number;
-    cleanSession: number;
-    keepalive: number;
-    badClientId: number;
-    badCredentials: number;
-    stopping: number;
-  };
-  aclDenials: {
-    /** PUBLISH to a topic other than the publish topic (connection closed). */
-    publishTopic: number;
-    /** PUBLISH with QoS 2 (connection closed). */
-    publishQos: number;
-    /** SUBSCRIBE filters refused (SUBACK 0x80). */
-    subscribe: number;
-    /** Deliveries aedes attempted other than sendToDevice (never expected). */
-    forward: number;
-  };
-  /** PUBLISH with the retain flag, accepted with retain cleared. */
-  retainCleared: number;
-  /** PUBLISH packets over the connection's rate, dropped before they reach the gateway. */
-  publishRateLimited: number;
-  /** Will messages stripped from CONNECT. */
-  willsStripped: number;
-  messages: { in: number; out: number; bytesIn: number; bytesOut: number };
-  takeovers: number;
-  disconnects: Record<DisconnectReason, number>;
-}
-
-interface ConnectionState {
-  readonly id: number;
-  readonly conn: GuardedConnection;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly tls: boolean;
-  client?: Client;
-  connect?: { keepalive: number; clean: boolean; protocolVersion: number };
-  identity?: DeviceIdentity;
-  deviceTopic?: string;
-  /** device-connected was emitted and device-disconnected not yet. */
-  announced: boolean;
-  /** First known cause of the coming disconnect; later causes do not overwrite it. */
-  reason?: DisconnectReason;
-  subscribeWarned?: boolean;
-  publishes?: TokenBucket;
-  publishRateWarned?: boolean;
-}
-
-interface DeviceEntry {
-  readonly client: Client;
-  readonly state: ConnectionState;
-}
-
-function emptyStats(): MqttBrokerStats {
-  return {
-    connections: { current: 0, total: 0, sockets: 0, socketsTotal: 0 },
-    refused: { maxConnections: 0, rateLimited: 0, perIpConnections: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0, proxyHeader: 0 },
-    authFailures: { protocolVersion: 0, cleanSession: 0, keepalive: 0, badClientId: 0, badCredentials: 0, stopping: 0 },
-    aclDenials: { publishTopic: 0, publishQos: 0, subscribe: 0, forward: 0 },
-    retainCleared: 0,
-    publishRateLimited: 0,
-    willsStripped: 0,
-    messages: { in: 0, out: 0, bytesIn: 0, bytesOut: 0 },
-    takeovers: 0,
-    disconnects: {
-      'client-disconnect': 0, 'connection-lost': 0, 'keepalive-timeout': 0, takeover: 0,
-      'server-disconnect': 0, 'acl-violation': 0, 'protocol-violation': 0, 'broker-stopped': 0,
-    },
-  };
-}
-
 /** A topic a device may publish to: non-empty, no wildcards, no '$' prefix, no NUL. */
 function authError(message: string, returnCode: 1 | 2 | 3 | 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
-/** Client-supplied strings go into logs truncated: a CONNECT may carry kilobytes of client id. */
-function short(value: string | null | undefined, max = 80): string | undefined {
-  if (value === null || value === undefined) return undefined;
-  return value.length > max ? value.slice(0, max) + '…' : value;
 }
 
 export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
