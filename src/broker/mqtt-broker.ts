@@ -26,12 +26,13 @@ import { codedError, describe, typeError } from '../native/errors.js';
 import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
-import { ipLimitKey, normalizeIp } from '../net/address.js';
-import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
+import { normalizeIp } from '../net/address.js';
+import { TokenBucket } from '../net/rate-limit.js';
 import { DEVICE_TOPIC_PREFIX } from '../net/mqtt-topics.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
 import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+import { ConnectionAdmission } from './connection-admission.js';
 import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
 export type { MqttBrokerStats } from './broker-stats.js';
 import type { ConnectionState, DeviceEntry, DisconnectReason } from './connection-state.js';
@@ -59,30 +60,23 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly auth: MqttAuthOptions;
   private readonly limits: MqttBrokerLimits;
   readonly publishTopic: string;
-  private readonly rateLimiter: KeyedRateLimiter;
   private readonly clock: () => number;
+  private readonly admission: ConnectionAdmission;
   private readonly proxyProtocol: boolean;
-  private readonly clusterAdmit: ((ipKey: string) => Promise<boolean>) | undefined;
-  /** Open sockets per ipLimitKey. */
-  private readonly socketsPerIp = new Map<string, number>();
 
   private aedes: Aedes | undefined;
   private server: net.Server | undefined;
   private tlsServer: tls.Server | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
   private started = false;
   private stopping: Promise<void> | undefined;
 
   private readonly states = new WeakMap<Client, ConnectionState>();
   private readonly open = new Set<ConnectionState>();
-  /** Every admitted socket, including TLS sockets still in their handshake. */
-  private readonly sockets = new Set<net.Socket>();
   private readonly devices = new Map<string, DeviceEntry>();
-  private readonly rateWarned = new Set<string>();
   private nextConnectionId = 1;
   /** Set only while sendToDevice hands a packet to aedes: the one delivery authorizeForward lets through. */
   private directSend: { client: Client; topic: string } | null = null;
-  private counters = emptyStats();
+  private readonly counters = emptyStats();
 
   constructor(options: MqttBrokerOptions) {
     super();
@@ -95,9 +89,15 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     this.publishTopic = config.publishTopic;
     this.limits = config.limits;
     this.clock = config.clock;
-    this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: config.clock });
+    this.admission = new ConnectionAdmission({
+      limits: this.limits,
+      log: this.log,
+      counters: this.counters,
+      clock: config.clock,
+      clusterAdmit: config.clusterAdmit,
+      isStopping: () => this.stopping !== undefined,
+    });
     this.proxyProtocol = config.proxyProtocol;
-    this.clusterAdmit = config.clusterAdmit;
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -132,7 +132,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       this.server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
       this.server.on('connection', (socket) => {
         if (!this.proxyProtocol) {
-          if (this.admit(socket)) this.attach(socket, false);
+          if (this.admission.admit(socket)) this.attach(socket, false);
           return;
         }
         // Behind a load balancer: the device's own address comes first, in the PROXY header.
@@ -145,7 +145,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
             return;
           }
           const remote = result.source ?? { address: normalizeIp(socket.remoteAddress ?? 'unknown'), port: socket.remotePort ?? 0 };
-          if (this.admit(socket, remote.address)) this.attach(socket, false, remote);
+          if (this.admission.admit(socket, remote.address)) this.attach(socket, false, remote);
         });
       });
       this.server.maxConnections = this.limits.maxConnections;
@@ -162,7 +162,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
           noDelay: true,
         });
         // Raw sockets are admitted (cap, rate) before the handshake costs anything.
-        this.tlsServer.on('connection', (socket: net.Socket) => { this.admit(socket); });
+        this.tlsServer.on('connection', (socket: net.Socket) => { this.admission.admit(socket); });
         this.tlsServer.on('secureConnection', (socket: tls.TLSSocket) => this.attach(socket, true));
         this.tlsServer.on('tlsClientError', (err, socket) => {
           this.counters.refused.tlsHandshake++;
@@ -176,11 +176,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
         }
       }
 
-      this.sweepTimer = setInterval(() => {
-        this.rateLimiter.sweep();
-        this.rateWarned.clear();
-      }, 60_000);
-      this.sweepTimer.unref();
+      this.admission.startSweep();
 
       this.log.info({ host: this.host, port, tlsPort, auth: this.auth.mode, publishTopic: this.publishTopic, limits: this.limits }, 'MQTT broker listening');
       if (this.auth.mode === 'open') {
@@ -200,7 +196,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   private async doStop(): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.admission.stopSweep();
     const closing: Promise<void>[] = [];
     for (const server of [this.server, this.tlsServer]) {
       if (server?.listening) closing.push(new Promise((resolve) => server.close(() => resolve())));
@@ -211,7 +207,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     }
     for (const state of this.open) state.conn.destroy();
-    for (const socket of this.sockets) socket.destroy();
+    this.admission.destroyAll();
     await Promise.all(closing);
     this.log.info('MQTT broker stopped');
   }
@@ -289,54 +285,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
         resolve(typeof address === 'object' && address !== null ? address.port : port);
       });
     });
-  }
-
-  /** Connection cap and per-IP rate, checked on the raw socket. Returns false when refused (socket destroyed). */
-  private admit(socket: net.Socket, address?: string): boolean {
-    const remoteAddress = normalizeIp(address ?? socket.remoteAddress ?? 'unknown');
-    if (this.stopping) {
-      socket.destroy();
-      return false;
-    }
-    if (this.counters.connections.sockets >= this.limits.maxConnections) {
-      this.counters.refused.maxConnections++;
-      this.log.debug({ remoteAddress, maxConnections: this.limits.maxConnections }, 'connection refused: connection limit reached');
-      socket.destroy();
-      return false;
-    }
-    const ipKey = ipLimitKey(remoteAddress);
-    const open = this.socketsPerIp.get(ipKey) ?? 0;
-    if (open >= this.limits.maxConnectionsPerIp) {
-      this.counters.refused.perIpConnections++;
-      if (!this.rateWarned.has(`open:${ipKey}`)) {
-        this.rateWarned.add(`open:${ipKey}`);
-        this.log.warn({ remoteAddress: ipKey, maxConnectionsPerIp: this.limits.maxConnectionsPerIp }, 'connection refused: too many open connections from this address (further refusals this minute are not logged)');
-      }
-      socket.destroy();
-      return false;
-    }
-    if (!this.rateLimiter.tryConsume(ipKey)) {
-      this.counters.refused.rateLimited++;
-      if (!this.rateWarned.has(remoteAddress)) {
-        this.rateWarned.add(remoteAddress);
-        this.log.warn({ remoteAddress, perMinute: this.limits.connectsPerIpPerMinute }, 'connection refused: connect rate limit exceeded for this address (further refusals this minute are not logged)');
-      }
-      socket.destroy();
-      return false;
-    }
-    this.counters.connections.sockets++;
-    this.counters.connections.socketsTotal++;
-    this.sockets.add(socket);
-    this.socketsPerIp.set(ipKey, open + 1);
-    socket.once('close', () => {
-      this.counters.connections.sockets--;
-      this.sockets.delete(socket);
-      const left = (this.socketsPerIp.get(ipKey) ?? 1) - 1;
-      if (left > 0) this.socketsPerIp.set(ipKey, left);
-      else this.socketsPerIp.delete(ipKey);
-    });
-    socket.on('error', () => { /* reported through the guarded connection; never unhandled */ });
-    return true;
   }
 
   private attach(socket: net.Socket, secure: boolean, remote?: { address: string; port: number }): void {
@@ -443,19 +391,10 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       this.counters.takeovers++;
       this.log.info({ clientId, previousConnection: previous.state.id, connection: state.id }, 'client id connected again: the previous connection is taken over');
     }
-    if (!this.clusterAdmit) return done(null, true);
-    this.clusterAdmit(ipLimitKey(state.remoteAddress)).then(
-      (ok) => {
-        if (ok) return done(null, true);
-        this.counters.refused.rateLimited++;
-        if (!this.rateWarned.has(`cluster:${state.remoteAddress}`)) {
-          this.rateWarned.add(`cluster:${state.remoteAddress}`);
-          this.log.warn({ remoteAddress: state.remoteAddress, perMinute: this.limits.connectsPerIpPerMinute }, 'CONNECT refused (return code 3): cluster-wide connect rate exceeded for this address (further refusals this minute are not logged)');
-        }
-        done(authError('cluster-wide connect rate exceeded', 3), null);
-      },
-      () => done(null, true),
-    );
+    this.admission.admitCluster(state.remoteAddress, (ok) => {
+      if (ok) done(null, true);
+      else done(authError('cluster-wide connect rate exceeded', 3), null);
+    });
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
