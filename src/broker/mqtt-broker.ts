@@ -18,7 +18,6 @@
 // max_keepalive); 3 broker stopping; 4 bad username or password.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import tls from 'node:tls';
 import { Aedes } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
@@ -33,13 +32,13 @@ export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js
 import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 import { ConnectionAdmission } from './connection-admission.js';
+import { BrokerListeners } from './listeners.js';
 import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
 export type { MqttBrokerStats } from './broker-stats.js';
 import type { ConnectionState, DeviceEntry, DisconnectReason } from './connection-state.js';
 export type { DisconnectReason } from './connection-state.js';
 import { short } from './log-text.js';
 import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
-import { readProxyHeader } from './proxy-protocol.js';
 
 export interface MqttBrokerEvents {
   'device-connected': [identity: DeviceIdentity];
@@ -54,19 +53,15 @@ function authError(message: string, returnCode: 1 | 2 | 3 | 4 | 5): Authenticate
 
 export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly log: Logger;
-  private readonly port: number;
-  private readonly host: string;
-  private readonly tlsOptions: { port: number; cert: string | Buffer; key: string | Buffer } | undefined;
   private readonly auth: MqttAuthOptions;
   private readonly limits: MqttBrokerLimits;
   readonly publishTopic: string;
   private readonly clock: () => number;
   private readonly admission: ConnectionAdmission;
-  private readonly proxyProtocol: boolean;
+  private readonly servers: BrokerListeners;
+  private readonly host: string;
 
   private aedes: Aedes | undefined;
-  private server: net.Server | undefined;
-  private tlsServer: tls.Server | undefined;
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -82,9 +77,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     super();
     const config = resolveBrokerConfig(options);
     this.log = config.logger.child({ component: 'mqtt-broker' });
-    this.port = config.port;
-    this.host = config.host;
-    this.tlsOptions = config.tls;
     this.auth = config.auth;
     this.publishTopic = config.publishTopic;
     this.limits = config.limits;
@@ -97,7 +89,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       clusterAdmit: config.clusterAdmit,
       isStopping: () => this.stopping !== undefined,
     });
-    this.proxyProtocol = config.proxyProtocol;
+    this.host = config.host;
+    this.servers = new BrokerListeners({
+      host: config.host,
+      port: config.port,
+      tls: config.tls,
+      limits: this.limits,
+      proxyProtocol: config.proxyProtocol,
+      log: this.log,
+      counters: this.counters,
+      admission: this.admission,
+      attach: (socket, secure, remote) => this.attach(socket, secure, remote),
+    });
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -129,52 +132,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     (aedes as unknown as EventEmitter).on('error', (err: Error) => this.log.error({ err: err.message }, 'aedes internal error'));
 
     try {
-      this.server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
-      this.server.on('connection', (socket) => {
-        if (!this.proxyProtocol) {
-          if (this.admission.admit(socket)) this.attach(socket, false);
-          return;
-        }
-        // Behind a load balancer: the device's own address comes first, in the PROXY header.
-        socket.on('error', () => { /* a socket that fails before its header is just closed */ });
-        readProxyHeader(socket, this.limits.connectTimeoutMs, (result) => {
-          if (!result.ok) {
-            this.counters.refused.proxyHeader++;
-            this.log.debug({ peer: normalizeIp(socket.remoteAddress ?? 'unknown'), err: result.reason }, 'connection closed: no valid PROXY protocol v2 header');
-            socket.destroy();
-            return;
-          }
-          const remote = result.source ?? { address: normalizeIp(socket.remoteAddress ?? 'unknown'), port: socket.remotePort ?? 0 };
-          if (this.admission.admit(socket, remote.address)) this.attach(socket, false, remote);
-        });
-      });
-      this.server.maxConnections = this.limits.maxConnections;
-      this.server.on('drop', () => { this.counters.refused.maxConnections++; });
-      const port = await this.listen(this.server, this.port, 'MQTT');
-
-      let tlsPort: number | undefined;
-      if (this.tlsOptions) {
-        this.tlsServer = tls.createServer({
-          cert: this.tlsOptions.cert,
-          key: this.tlsOptions.key,
-          minVersion: 'TLSv1.2',
-          handshakeTimeout: this.limits.connectTimeoutMs,
-          noDelay: true,
-        });
-        // Raw sockets are admitted (cap, rate) before the handshake costs anything.
-        this.tlsServer.on('connection', (socket: net.Socket) => { this.admission.admit(socket); });
-        this.tlsServer.on('secureConnection', (socket: tls.TLSSocket) => this.attach(socket, true));
-        this.tlsServer.on('tlsClientError', (err, socket) => {
-          this.counters.refused.tlsHandshake++;
-          this.log.debug({ remoteAddress: normalizeIp(socket.remoteAddress ?? 'unknown'), err: err.message }, 'TLS handshake failed');
-        });
-        this.tlsServer.maxConnections = this.limits.maxConnections;
-        this.tlsServer.on('drop', () => { this.counters.refused.maxConnections++; });
-        tlsPort = await this.listen(this.tlsServer, this.tlsOptions.port, 'MQTT over TLS');
-        if (tlsPort !== 8883 && this.tlsOptions.port !== 0) {
-          this.log.warn({ tlsPort }, 'the firmware uses TLS only when the endpoint port is 8883: expose this listener as port 8883');
-        }
-      }
+      const { port, tlsPort } = await this.servers.listen();
 
       this.admission.startSweep();
 
@@ -197,10 +155,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
 
   private async doStop(): Promise<void> {
     this.admission.stopSweep();
-    const closing: Promise<void>[] = [];
-    for (const server of [this.server, this.tlsServer]) {
-      if (server?.listening) closing.push(new Promise((resolve) => server.close(() => resolve())));
-    }
+    const closing = this.servers.close();
     for (const state of this.open) state.reason ??= 'broker-stopped';
     if (this.aedes) {
       const aedes = this.aedes;
@@ -208,7 +163,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     }
     for (const state of this.open) state.conn.destroy();
     this.admission.destroyAll();
-    await Promise.all(closing);
+    await closing;
     this.log.info('MQTT broker stopped');
   }
 
@@ -270,22 +225,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     return structuredClone(this.counters);
   }
 
-  // ---- connection admission --------------------------------------------------------------------
-
-  private listen(server: net.Server, port: number, what: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(codedError('ERR_BROKER_LISTEN', `${what}: cannot listen on ${this.host}:${port}: ${err.code ?? err.message}`, err));
-      };
-      server.once('error', onError);
-      server.listen(port, this.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message }, `${what} listener error`));
-        const address = server.address();
-        resolve(typeof address === 'object' && address !== null ? address.port : port);
-      });
-    });
-  }
+  // ---- connections --------------------------------------------------------------------
 
   private attach(socket: net.Socket, secure: boolean, remote?: { address: string; port: number }): void {
     if (!this.aedes || this.stopping) {
