@@ -8,7 +8,8 @@
 //   connection that sent them, never by topic: the publish topic is shared by every device.
 // - The gateway talks to a device by writing a PUBLISH straight to that device's connection
 //   (topic devices/p2p/<mac_underscored>), without any subscription. authorizeForward refuses every
-//   other delivery, so nothing published by one client can ever reach another one.
+//   other delivery, so nothing published by one client can ever reach another one (direct-send.ts
+//   says how, and which aedes behaviour that relies on).
 // - Limits apply before the MQTT parser sees a byte: connection cap, per-IP connect rate, a
 //   fixed-header guard (first packet must be CONNECT, packet size cap, no buffering of oversized
 //   packets), the CONNECT deadline, and keepalive bounds.
@@ -33,6 +34,7 @@ import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, typ
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 import { ConnectionAdmission } from './connection-admission.js';
 import { BrokerListeners } from './listeners.js';
+import { DirectSend } from './direct-send.js';
 import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
 export type { MqttBrokerStats } from './broker-stats.js';
 import type { ConnectionState, DeviceEntry, DisconnectReason } from './connection-state.js';
@@ -59,6 +61,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly clock: () => number;
   private readonly admission: ConnectionAdmission;
   private readonly servers: BrokerListeners;
+  private readonly directSend: DirectSend;
   private readonly host: string;
 
   private aedes: Aedes | undefined;
@@ -69,8 +72,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly open = new Set<ConnectionState>();
   private readonly devices = new Map<string, DeviceEntry>();
   private nextConnectionId = 1;
-  /** Set only while sendToDevice hands a packet to aedes: the one delivery authorizeForward lets through. */
-  private directSend: { client: Client; topic: string } | null = null;
   private readonly counters = emptyStats();
 
   constructor(options: MqttBrokerOptions) {
@@ -89,6 +90,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       clusterAdmit: config.clusterAdmit,
       isStopping: () => this.stopping !== undefined,
     });
+    this.directSend = new DirectSend({ log: this.log, counters: this.counters });
     this.host = config.host;
     this.servers = new BrokerListeners({
       host: config.host,
@@ -116,7 +118,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
-      authorizeForward: (client, packet) => this.authorizeForward(client, packet),
+      authorizeForward: (client, packet) => this.directSend.authorizeForward(client, packet),
       published: (packet, client, done) => this.published(packet, client, done),
     });
     const aedes = this.aedes;
@@ -180,16 +182,9 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     }
     if (json === undefined) throw typeError('ERR_INVALID_ARG_VALUE', 'message: not serializable to JSON');
     const payload = Buffer.from(json, 'utf8');
-    const topic = entry.state.deviceTopic;
-    const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false };
-    this.directSend = { client: entry.client, topic };
-    try {
-      entry.client.publish(packet, (err) => {
-        if (err) this.log.debug({ clientId, err: err.message }, 'delivery to device failed');
-      });
-    } finally {
-      this.directSend = null;
-    }
+    this.directSend.send(entry.client, entry.state.deviceTopic, payload, (err) => {
+      this.log.debug({ clientId, err: err.message }, 'delivery to device failed');
+    });
     this.counters.messages.out++;
     this.counters.messages.bytesOut += payload.length;
     return true;
@@ -373,14 +368,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       this.log.debug(fields, 'SUBSCRIBE refused (0x80)');
     }
     done(null, null);
-  }
-
-  private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    const direct = this.directSend;
-    if (direct !== null && direct.client === client && direct.topic === packet.topic) return packet;
-    this.counters.aclDenials.forward++;
-    this.log.error({ clientId: client.id, topic: short(packet.topic) }, 'delivery blocked: only sendToDevice may write to a device connection');
-    return null;
   }
 
   private published(packet: AedesPublishPacket, client: Client | null, done: (error?: Error | null) => void): void {
