@@ -20,18 +20,17 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Aedes } from 'aedes';
-import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import type { AedesPublishPacket, Client } from 'aedes';
 import type { Logger } from 'pino';
 import { codedError, describe, typeError } from '../native/errors.js';
-import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
 import { normalizeIp } from '../net/address.js';
 import { TokenBucket } from '../net/rate-limit.js';
-import { DEVICE_TOPIC_PREFIX } from '../net/mqtt-topics.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
 import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+import { BrokerAuth } from './auth.js';
 import { ConnectionAdmission } from './connection-admission.js';
 import { BrokerListeners } from './listeners.js';
 import { DirectSend } from './direct-send.js';
@@ -48,11 +47,6 @@ export interface MqttBrokerEvents {
   'device-disconnected': [identity: DeviceIdentity, reason: DisconnectReason];
 }
 
-/** A topic a device may publish to: non-empty, no wildcards, no '$' prefix, no NUL. */
-function authError(message: string, returnCode: 1 | 2 | 3 | 4 | 5): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
 export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly log: Logger;
   private readonly auth: MqttAuthOptions;
@@ -62,6 +56,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly admission: ConnectionAdmission;
   private readonly servers: BrokerListeners;
   private readonly directSend: DirectSend;
+  private readonly access: BrokerAuth;
   private readonly host: string;
 
   private aedes: Aedes | undefined;
@@ -91,6 +86,17 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       isStopping: () => this.stopping !== undefined,
     });
     this.directSend = new DirectSend({ log: this.log, counters: this.counters });
+    this.access = new BrokerAuth({
+      auth: this.auth,
+      publishTopic: this.publishTopic,
+      limits: this.limits,
+      log: this.log,
+      counters: this.counters,
+      admission: this.admission,
+      stateOf: (client) => this.states.get(client),
+      deviceOf: (clientId) => this.devices.get(clientId),
+      isStopping: () => this.stopping !== undefined,
+    });
     this.host = config.host;
     this.servers = new BrokerListeners({
       host: config.host,
@@ -114,10 +120,10 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       connectTimeout: this.limits.connectTimeoutMs,
       keepaliveLimit: 0, // bounds are checked in authenticate, with a log line naming them
       drainTimeout: 30_000,
-      preConnect: (client, packet, done) => this.preConnect(client, packet, done),
-      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
-      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
-      authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
+      preConnect: (client, packet, done) => this.access.preConnect(client, packet, done),
+      authenticate: (client, username, password, done) => this.access.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.access.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => this.access.authorizeSubscribe(client, sub, done),
       authorizeForward: (client, packet) => this.directSend.authorizeForward(client, packet),
       published: (packet, client, done) => this.published(packet, client, done),
     });
@@ -256,119 +262,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   // ---- aedes hooks -----------------------------------------------------------------------------
-
-  private preConnect(client: Client, packet: ConnectPacket, done: (error: Error | null, success: boolean) => void): void {
-    const state = this.states.get(client);
-    if (!state) return done(new Error('unknown connection'), false);
-    state.connect = { keepalive: packet.keepalive ?? 0, clean: packet.clean !== false, protocolVersion: packet.protocolVersion ?? 4 };
-    if (packet.will) {
-      // The firmware never sets a will; a will from any client would be published on its behalf
-      // after it is gone, so it is dropped rather than stored.
-      this.counters.willsStripped++;
-      this.log.warn({ remoteAddress: state.remoteAddress, clientId: short(packet.clientId, 128) }, 'CONNECT will message ignored: wills are not supported');
-      delete (packet as { will?: unknown }).will;
-    }
-    if (packet.protocolVersion !== 4) {
-      this.counters.authFailures.protocolVersion++;
-      this.log.warn({ remoteAddress: state.remoteAddress, clientId: short(packet.clientId, 128), protocolVersion: packet.protocolVersion }, 'CONNECT refused (return code 1): only MQTT 3.1.1 (protocol level 4) is accepted');
-      // aedes answers a protocol level below 3 with CONNACK return code 1 and closes: the one way to
-      // refuse MQTT 3.1 (level 3) with the right code, since authenticate may only use codes 2-5.
-      if (packet.protocolVersion === 3) (packet as { protocolVersion: number }).protocolVersion = 0;
-    }
-    done(null, true);
-  }
-
-  private authenticate(
-    client: Client,
-    username: Readonly<string | undefined>,
-    password: Readonly<Buffer | undefined>,
-    done: (error: AuthenticateError | null, success: boolean | null) => void,
-  ): void {
-    const state = this.states.get(client);
-    const clientId = client.id;
-    const remoteAddress = state?.remoteAddress ?? 'unknown';
-    const refuse = (reason: keyof MqttBrokerStats['authFailures'], returnCode: 2 | 3 | 4, message: string): void => {
-      this.counters.authFailures[reason]++;
-      this.log.warn({ remoteAddress, clientId: short(clientId, 128), returnCode }, `CONNECT refused: ${message}`);
-      done(authError(message, returnCode), null);
-    };
-    if (!state?.connect) return refuse('badClientId', 2, 'connection state missing');
-    if (this.stopping) return refuse('stopping', 3, 'broker is stopping');
-    if (!state.connect.clean) return refuse('cleanSession', 2, 'clean session is required (the firmware always connects with a clean session)');
-    const { keepalive } = state.connect;
-    if (keepalive < this.limits.keepaliveMinS || keepalive > this.limits.keepaliveMaxS) {
-      return refuse('keepalive', 2, `keepalive ${keepalive} s is outside the accepted range ${this.limits.keepaliveMinS}..${this.limits.keepaliveMaxS} s`);
-    }
-    const parsed = parseClientIdDetailed(clientId);
-    if (!parsed.ok) return refuse('badClientId', 2, `client id not accepted: ${parsed.reason}`);
-    if (this.auth.mode === 'signature') {
-      const ok = verifyCredentials({ clientId, username: username ?? undefined, password: password ?? undefined, signatureKey: this.auth.signatureKey });
-      if (!ok) return refuse('badCredentials', 4, 'bad username or password');
-    }
-
-    const identity: DeviceIdentity = Object.freeze({
-      connectionId: state.id,
-      clientId,
-      mac: parsed.value.mac,
-      ...(parsed.value.uuid !== undefined ? { uuid: parsed.value.uuid } : {}),
-      group: parsed.value.group,
-      remoteAddress: state.remoteAddress,
-      remotePort: state.remotePort,
-      keepalive,
-      tls: state.tls,
-    });
-    state.identity = identity;
-    state.deviceTopic = DEVICE_TOPIC_PREFIX + macToTopicId(identity.mac);
-    const previous = this.devices.get(clientId);
-    if (previous && previous.client !== client) {
-      // aedes closes the previous connection when it registers this one [MQTT-3.1.4-2].
-      previous.state.reason ??= 'takeover';
-      this.counters.takeovers++;
-      this.log.info({ clientId, previousConnection: previous.state.id, connection: state.id }, 'client id connected again: the previous connection is taken over');
-    }
-    this.admission.admitCluster(state.remoteAddress, (ok) => {
-      if (ok) done(null, true);
-      else done(authError('cluster-wide connect rate exceeded', 3), null);
-    });
-  }
-
-  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
-    if (client === null) return done(new Error('publishing without a client (will) is not allowed'));
-    const state = this.states.get(client);
-    if (!state?.identity) return done(new Error('not authenticated'));
-    if (packet.topic !== this.publishTopic) {
-      this.counters.aclDenials.publishTopic++;
-      state.reason ??= 'acl-violation';
-      this.log.warn({ clientId: state.identity.clientId, topic: short(packet.topic) }, `PUBLISH refused, connection closed: devices may publish only to "${this.publishTopic}"`);
-      return done(new Error('publish topic not allowed'));
-    }
-    if (packet.qos === 2) {
-      this.counters.aclDenials.publishQos++;
-      state.reason ??= 'acl-violation';
-      this.log.warn({ clientId: state.identity.clientId }, 'PUBLISH refused, connection closed: QoS 2 is not supported (devices publish QoS 0)');
-      return done(new Error('QoS 2 not allowed'));
-    }
-    if (packet.retain) {
-      // Nothing is ever stored: retained messages would be replayed to future subscribers.
-      packet.retain = false;
-      this.counters.retainCleared++;
-    }
-    done(null);
-  }
-
-  private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
-    this.counters.aclDenials.subscribe++;
-    const state = this.states.get(client);
-    const fields = { clientId: short(client.id, 128), topic: short(sub.topic) };
-    // One warning per connection: a SUBSCRIBE may list thousands of filters.
-    if (state && !state.subscribeWarned) {
-      state.subscribeWarned = true;
-      this.log.warn(fields, 'SUBSCRIBE refused (0x80): devices receive their messages without subscribing (further refusals on this connection are logged at debug)');
-    } else {
-      this.log.debug(fields, 'SUBSCRIBE refused (0x80)');
-    }
-    done(null, null);
-  }
 
   private published(packet: AedesPublishPacket, client: Client | null, done: (error?: Error | null) => void): void {
     if (client) {
