@@ -20,19 +20,19 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Aedes } from 'aedes';
-import type { AedesPublishPacket, Client } from 'aedes';
+import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import { codedError, describe, typeError } from '../native/errors.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
 import { normalizeIp } from '../net/address.js';
-import { TokenBucket } from '../net/rate-limit.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
 import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 import { BrokerAuth } from './auth.js';
 import { ConnectionAdmission } from './connection-admission.js';
 import { BrokerListeners } from './listeners.js';
+import { DeviceMessages } from './device-messages.js';
 import { DirectSend } from './direct-send.js';
 import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
 export type { MqttBrokerStats } from './broker-stats.js';
@@ -51,13 +51,8 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly log: Logger;
   private readonly auth: MqttAuthOptions;
   private readonly limits: MqttBrokerLimits;
-  readonly publishTopic: string;
-  private readonly clock: () => number;
-  private readonly admission: ConnectionAdmission;
-  private readonly servers: BrokerListeners;
-  private readonly directSend: DirectSend;
-  private readonly access: BrokerAuth;
   private readonly host: string;
+  readonly publishTopic: string;
 
   private aedes: Aedes | undefined;
   private started = false;
@@ -69,46 +64,60 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private nextConnectionId = 1;
   private readonly counters = emptyStats();
 
+  // The parts behind aedes' hooks, one concept each; they share the counters and the records above.
+  private readonly admission: ConnectionAdmission;
+  private readonly servers: BrokerListeners;
+  private readonly access: BrokerAuth;
+  private readonly messages: DeviceMessages;
+  private readonly directSend: DirectSend;
+
   constructor(options: MqttBrokerOptions) {
     super();
     const config = resolveBrokerConfig(options);
     this.log = config.logger.child({ component: 'mqtt-broker' });
     this.auth = config.auth;
-    this.publishTopic = config.publishTopic;
     this.limits = config.limits;
-    this.clock = config.clock;
-    this.admission = new ConnectionAdmission({
-      limits: this.limits,
-      log: this.log,
-      counters: this.counters,
-      clock: config.clock,
-      clusterAdmit: config.clusterAdmit,
-      isStopping: () => this.stopping !== undefined,
-    });
-    this.directSend = new DirectSend({ log: this.log, counters: this.counters });
-    this.access = new BrokerAuth({
-      auth: this.auth,
-      publishTopic: this.publishTopic,
-      limits: this.limits,
-      log: this.log,
-      counters: this.counters,
-      admission: this.admission,
-      stateOf: (client) => this.states.get(client),
-      deviceOf: (clientId) => this.devices.get(clientId),
-      isStopping: () => this.stopping !== undefined,
-    });
     this.host = config.host;
+    this.publishTopic = config.publishTopic;
+    const log = this.log;
+    const counters = this.counters;
+    const limits = this.limits;
+    const isStopping = (): boolean => this.stopping !== undefined;
+    const stateOf = (client: Client): ConnectionState | undefined => this.states.get(client);
+
+    this.admission = new ConnectionAdmission({ limits, log, counters, clock: config.clock, clusterAdmit: config.clusterAdmit, isStopping });
     this.servers = new BrokerListeners({
       host: config.host,
       port: config.port,
       tls: config.tls,
-      limits: this.limits,
+      limits,
       proxyProtocol: config.proxyProtocol,
-      log: this.log,
-      counters: this.counters,
+      log,
+      counters,
       admission: this.admission,
       attach: (socket, secure, remote) => this.attach(socket, secure, remote),
     });
+    this.access = new BrokerAuth({
+      auth: config.auth,
+      publishTopic: config.publishTopic,
+      limits,
+      log,
+      counters,
+      admission: this.admission,
+      stateOf,
+      deviceOf: (clientId) => this.devices.get(clientId),
+      isStopping,
+    });
+    this.messages = new DeviceMessages({
+      publishTopic: config.publishTopic,
+      limits,
+      clock: config.clock,
+      log,
+      counters,
+      stateOf,
+      deliver: (identity, payload) => this.safeEmit('device-message', identity, payload),
+    });
+    this.directSend = new DirectSend({ log, counters });
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -125,7 +134,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       authorizePublish: (client, packet, done) => this.access.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => this.access.authorizeSubscribe(client, sub, done),
       authorizeForward: (client, packet) => this.directSend.authorizeForward(client, packet),
-      published: (packet, client, done) => this.published(packet, client, done),
+      published: (packet, client, done) => this.messages.published(packet, client, done),
     });
     const aedes = this.aedes;
     // device-connected fires when the CONNACK has been written, which is before aedes resumes reading
@@ -259,33 +268,6 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     this.counters.refused[key]++;
     state.reason ??= 'protocol-violation';
     this.log.warn({ remoteAddress: state.remoteAddress, clientId: state.identity?.clientId }, `connection closed: ${describeViolation(violation)}`);
-  }
-
-  // ---- aedes hooks -----------------------------------------------------------------------------
-
-  private published(packet: AedesPublishPacket, client: Client | null, done: (error?: Error | null) => void): void {
-    if (client) {
-      const state = this.states.get(client);
-      const identity = state?.identity;
-      if (state && identity && packet.topic === this.publishTopic && !client.closed) {
-        // Each message costs a JSON parse and may open streams: a device gets a bounded rate.
-        const now = this.clock();
-        state.publishes ??= new TokenBucket(this.limits.publishesPerSecond, this.limits.publishesPerSecond * 2, now);
-        if (!state.publishes.take(now)) {
-          this.counters.publishRateLimited++;
-          if (!state.publishRateWarned) {
-            state.publishRateWarned = true;
-            this.log.warn({ clientId: identity.clientId, publishesPerSecond: this.limits.publishesPerSecond }, 'PUBLISH dropped: over the per-connection message rate (further drops on this connection are only counted)');
-          }
-          return done(null);
-        }
-        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        this.counters.messages.in++;
-        this.counters.messages.bytesIn += payload.length;
-        this.safeEmit('device-message', identity, payload);
-      }
-    }
-    done(null);
   }
 
   // ---- aedes events ----------------------------------------------------------------------------
