@@ -19,27 +19,24 @@
 // max_keepalive); 3 broker stopping; 4 bad username or password.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { Aedes } from 'aedes';
-import type { Client } from 'aedes';
+import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { codedError, describe, typeError } from '../native/errors.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
-import { normalizeIp } from '../net/address.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
-import { MAX_CONNECT_PACKET_SIZE, resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+import { resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
 import { BrokerAuth } from './auth.js';
+import { Connections } from './connections.js';
 import { ConnectionAdmission } from './connection-admission.js';
 import { BrokerListeners } from './listeners.js';
 import { DeviceMessages } from './device-messages.js';
 import { DirectSend } from './direct-send.js';
 import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
 export type { MqttBrokerStats } from './broker-stats.js';
-import type { ConnectionState, DeviceEntry, DisconnectReason } from './connection-state.js';
+import type { DisconnectReason } from './connection-state.js';
 export type { DisconnectReason } from './connection-state.js';
-import { short } from './log-text.js';
-import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
 
 export interface MqttBrokerEvents {
   'device-connected': [identity: DeviceIdentity];
@@ -58,13 +55,10 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private started = false;
   private stopping: Promise<void> | undefined;
 
-  private readonly states = new WeakMap<Client, ConnectionState>();
-  private readonly open = new Set<ConnectionState>();
-  private readonly devices = new Map<string, DeviceEntry>();
-  private nextConnectionId = 1;
   private readonly counters = emptyStats();
 
-  // The parts behind aedes' hooks, one concept each; they share the counters and the records above.
+  // The parts behind aedes' hooks, one concept each; they share the counters and the connection records.
+  private readonly connections: Connections;
   private readonly admission: ConnectionAdmission;
   private readonly servers: BrokerListeners;
   private readonly access: BrokerAuth;
@@ -83,7 +77,14 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     const counters = this.counters;
     const limits = this.limits;
     const isStopping = (): boolean => this.stopping !== undefined;
-    const stateOf = (client: Client): ConnectionState | undefined => this.states.get(client);
+    this.connections = new Connections({
+      limits,
+      log,
+      counters,
+      onDeviceConnected: (identity) => this.safeEmit('device-connected', identity),
+      onDeviceDisconnected: (identity, reason) => this.safeEmit('device-disconnected', identity, reason),
+    });
+    const stateOf = (client: Client) => this.connections.stateOf(client);
 
     this.admission = new ConnectionAdmission({ limits, log, counters, clock: config.clock, clusterAdmit: config.clusterAdmit, isStopping });
     this.servers = new BrokerListeners({
@@ -105,7 +106,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       counters,
       admission: this.admission,
       stateOf,
-      deviceOf: (clientId) => this.devices.get(clientId),
+      deviceOf: (clientId) => this.connections.device(clientId),
       isStopping,
     });
     this.messages = new DeviceMessages({
@@ -140,11 +141,11 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     // device-connected fires when the CONNACK has been written, which is before aedes resumes reading
     // from the client (its 'clientReady' comes later): a device's first PUBLISH can never be reported
     // before the device itself.
-    aedes.on('connackSent', (packet, client) => { if (packet.returnCode === 0) this.onConnackSent(client); });
-    aedes.on('clientDisconnect', (client) => this.onClientDisconnect(client));
-    aedes.on('keepaliveTimeout', (client) => this.setReason(client, 'keepalive-timeout'));
-    aedes.on('clientError', (client, err) => this.onClientError(client, err));
-    aedes.on('connectionError', (client, err) => this.onConnectionError(client, err));
+    aedes.on('connackSent', (packet, client) => { if (packet.returnCode === 0) this.connections.onConnackSent(client); });
+    aedes.on('clientDisconnect', (client) => this.connections.onClientDisconnect(client));
+    aedes.on('keepaliveTimeout', (client) => this.connections.setReason(client, 'keepalive-timeout'));
+    aedes.on('clientError', (client, err) => this.connections.onClientError(client, err));
+    aedes.on('connectionError', (client, err) => this.connections.onConnectionError(client, err));
     // aedes reports internal (persistence) failures as 'error'; never let one crash the process.
     (aedes as unknown as EventEmitter).on('error', (err: Error) => this.log.error({ err: err.message }, 'aedes internal error'));
 
@@ -173,12 +174,12 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private async doStop(): Promise<void> {
     this.admission.stopSweep();
     const closing = this.servers.close();
-    for (const state of this.open) state.reason ??= 'broker-stopped';
+    this.connections.markStopping();
     if (this.aedes) {
       const aedes = this.aedes;
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     }
-    for (const state of this.open) state.conn.destroy();
+    this.connections.destroyAll();
     this.admission.destroyAll();
     await closing;
     this.log.info('MQTT broker stopped');
@@ -187,7 +188,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   /** Pushes one JSON message to a connected device (QoS 0, retain 0, topic devices/p2p/<mac>). False if not connected. */
   sendToDevice(clientId: string, message: object): boolean {
     if (typeof message !== 'object' || message === null) throw typeError('ERR_INVALID_ARG_TYPE', `message: expected an object, got ${describe(message)}`);
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     if (!entry || entry.client.closed || !entry.state.deviceTopic) return false;
     let json: string | undefined;
     try {
@@ -207,7 +208,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
 
   /** Closes a device's connection; device-disconnected fires with 'server-disconnect'. False if not connected. */
   disconnectDevice(clientId: string): boolean {
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     if (!entry || entry.client.closed) return false;
     entry.state.reason ??= 'server-disconnect';
     entry.client.close();
@@ -215,18 +216,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   isConnected(clientId: string): boolean {
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     return entry !== undefined && !entry.client.closed;
   }
 
   /** The device currently connected with `clientId`, if any. */
   getDevice(clientId: string): DeviceIdentity | undefined {
-    return this.devices.get(clientId)?.state.identity;
+    return this.connections.device(clientId)?.state.identity;
   }
 
   connectedDevices(): DeviceIdentity[] {
     const out: DeviceIdentity[] = [];
-    for (const entry of this.devices.values()) if (entry.state.identity) out.push(entry.state.identity);
+    for (const entry of this.connections.connectedDevices()) if (entry.state.identity) out.push(entry.state.identity);
     return out;
   }
 
@@ -235,93 +236,13 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     return structuredClone(this.counters);
   }
 
-  // ---- connections --------------------------------------------------------------------
-
+  /** Hands an admitted socket to aedes; while stopping (or before start) it is closed instead. */
   private attach(socket: net.Socket, secure: boolean, remote?: { address: string; port: number }): void {
     if (!this.aedes || this.stopping) {
       socket.destroy();
       return;
     }
-    const remoteAddress = normalizeIp(remote?.address ?? socket.remoteAddress ?? 'unknown');
-    const remotePort = remote?.port ?? socket.remotePort ?? 0;
-    let state: ConnectionState | undefined;
-    const conn = new GuardedConnection(
-      socket,
-      { maxPacketSize: this.limits.maxPacketSize, maxConnectSize: MAX_CONNECT_PACKET_SIZE },
-      (violation) => this.onFrameViolation(state!, violation),
-    );
-    state = { id: this.nextConnectionId++, conn, remoteAddress, remotePort, tls: secure, announced: false };
-    this.open.add(state);
-    const current = state;
-    conn.once('close', () => this.open.delete(current));
-    state.client = this.aedes.handle(conn);
-    this.states.set(state.client, state);
-  }
-
-  private onFrameViolation(state: ConnectionState, violation: FrameViolation): void {
-    const key = ({
-      'first-packet-not-connect': 'firstPacketNotConnect',
-      'reserved-packet-type': 'reservedPacketType',
-      'malformed-remaining-length': 'malformedRemainingLength',
-      'oversized-packet': 'oversizedPacket',
-    } as const)[violation.kind];
-    this.counters.refused[key]++;
-    state.reason ??= 'protocol-violation';
-    this.log.warn({ remoteAddress: state.remoteAddress, clientId: state.identity?.clientId }, `connection closed: ${describeViolation(violation)}`);
-  }
-
-  // ---- aedes events ----------------------------------------------------------------------------
-
-  private onConnackSent(client: Client): void {
-    const state = this.states.get(client);
-    if (!state?.identity) {
-      this.log.error({ clientId: client.id }, 'connected client without identity: closing');
-      client.close();
-      return;
-    }
-    this.devices.set(state.identity.clientId, { client, state });
-    state.announced = true;
-    this.counters.connections.current++;
-    this.counters.connections.total++;
-    this.log.info({ clientId: state.identity.clientId, remoteAddress: state.remoteAddress, connection: state.id, keepalive: state.identity.keepalive, tls: state.tls }, 'device connected');
-    this.safeEmit('device-connected', state.identity);
-  }
-
-  private onClientDisconnect(client: Client): void {
-    const state = this.states.get(client);
-    if (!state?.identity || !state.announced) return;
-    state.announced = false;
-    const identity = state.identity;
-    const entry = this.devices.get(identity.clientId);
-    if (entry?.client === client) this.devices.delete(identity.clientId);
-    this.counters.connections.current--;
-    const reason: DisconnectReason = state.reason ?? (state.conn.sawDisconnect ? 'client-disconnect' : 'connection-lost');
-    this.counters.disconnects[reason]++;
-    this.log.info({ clientId: identity.clientId, connection: state.id, reason }, 'device disconnected');
-    this.safeEmit('device-disconnected', identity, reason);
-  }
-
-  private setReason(client: Client, reason: DisconnectReason): void {
-    const state = this.states.get(client);
-    if (state) state.reason ??= reason;
-  }
-
-  private onClientError(client: Client, err: Error & { code?: string }): void {
-    const state = this.states.get(client);
-    // System errors (ECONNRESET, EPIPE) and a peer that stopped reading are lost connections;
-    // anything else aedes reports here is a packet it could not accept.
-    if (state && !state.reason) state.reason = err.code || err.message === 'drain timeout' ? 'connection-lost' : 'protocol-violation';
-    this.log.debug({ clientId: short(client.id, 128), err: err.message }, 'client error');
-  }
-
-  private onConnectionError(client: Client, err: Error): void {
-    const state = this.states.get(client);
-    if (err.message === 'connect did not arrive in time') {
-      this.counters.refused.connectTimeout++;
-      this.log.info({ remoteAddress: state?.remoteAddress, timeoutMs: this.limits.connectTimeoutMs }, 'connection closed: no CONNECT within the deadline');
-      return;
-    }
-    this.log.debug({ remoteAddress: state?.remoteAddress, err: err.message }, 'connection error before CONNECT completed');
+    this.connections.attach(this.aedes, socket, secure, remote);
   }
 
   /** Listeners run inside aedes callbacks: a throwing listener must not break the broker. */
