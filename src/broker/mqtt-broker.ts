@@ -17,6 +17,12 @@
 // CONNACK return codes used (MQTT 3.1.1 has no others): 1 protocol level is not 4 (MQTT 3.1.1);
 // 2 client id not accepted, session not clean, or keepalive out of bounds (as mosquitto does for
 // max_keepalive); 3 broker stopping; 4 bad username or password.
+//
+// MqttBroker composes the parts, one per file, and keeps the public API: broker-config.ts (options,
+// defaults, validation), listeners.ts (TCP/TLS, PROXY v2), connection-admission.ts (socket caps,
+// connect rates), connections.ts (connection records, connected devices, disconnect reasons),
+// auth.ts (CONNECT checks, ACL), device-messages.ts (messages in), direct-send.ts (messages out),
+// broker-stats.ts (counters).
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Aedes, type Client } from 'aedes';
