@@ -8,7 +8,8 @@
 //   connection that sent them, never by topic: the publish topic is shared by every device.
 // - The gateway talks to a device by writing a PUBLISH straight to that device's connection
 //   (topic devices/p2p/<mac_underscored>), without any subscription. authorizeForward refuses every
-//   other delivery, so nothing published by one client can ever reach another one.
+//   other delivery, so nothing published by one client can ever reach another one (direct-send.ts
+//   says how, and which aedes behaviour that relies on).
 // - Limits apply before the MQTT parser sees a byte: connection cap, per-IP connect rate, a
 //   fixed-header guard (first packet must be CONNECT, packet size cap, no buffering of oversized
 //   packets), the CONNECT deadline, and keepalive bounds.
@@ -16,38 +17,32 @@
 // CONNACK return codes used (MQTT 3.1.1 has no others): 1 protocol level is not 4 (MQTT 3.1.1);
 // 2 client id not accepted, session not clean, or keepalive out of bounds (as mosquitto does for
 // max_keepalive); 3 broker stopping; 4 bad username or password.
+//
+// MqttBroker composes the parts, one per file, and keeps the public API: broker-config.ts (options,
+// defaults, validation), listeners.ts (TCP/TLS, PROXY v2), connection-admission.ts (socket caps,
+// connect rates), connections.ts (connection records, connected devices, disconnect reasons),
+// auth.ts (CONNECT checks, ACL), device-messages.ts (messages in), direct-send.ts (messages out),
+// broker-stats.ts (counters).
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import tls from 'node:tls';
-import { Aedes } from 'aedes';
-import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { codedError, describe, rangeError, typeError } from '../native/errors.js';
-import { macToTopicId, parseClientIdDetailed, verifyCredentials } from '../device/credentials.js';
+import { codedError, describe, typeError } from '../native/errors.js';
 import type { DeviceIdentity } from '../device/identity.js';
 export type { DeviceIdentity } from '../device/identity.js';  // its importers predate device/identity.ts
-import { ipLimitKey, normalizeIp } from '../net/address.js';
-import { KeyedRateLimiter, TokenBucket } from '../net/rate-limit.js';
-import { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';
 export { DEVICE_TOPIC_PREFIX, validatePublishTopic } from '../net/mqtt-topics.js';  // importers predate net/mqtt-topics.ts
-import { CONFIG_DEFAULTS } from '../config.js';
-import { describeViolation, GuardedConnection, type FrameViolation } from './frame-guard.js';
-import { readProxyHeader } from './proxy-protocol.js';
-
-/** PROTOCOL.md §2: MCP tools/list replies reach ~8 KB; packets of at least 16 KB must pass. */
-export const MIN_MAX_PACKET_SIZE = 16_384;
-/** CONNECT is parsed before authentication, so it gets a tighter cap than other packets. */
-export const MAX_CONNECT_PACKET_SIZE = 8_192;
-
-export type DisconnectReason =
-  | 'client-disconnect'   // the device sent DISCONNECT
-  | 'connection-lost'     // the socket closed or failed without DISCONNECT
-  | 'keepalive-timeout'   // nothing received for 1.5 x keepalive
-  | 'takeover'            // a new connection with the same client id replaced this one
-  | 'server-disconnect'   // disconnectDevice()
-  | 'acl-violation'       // published to a topic other than the publish topic, or with QoS 2
-  | 'protocol-violation'  // malformed or oversized packet after CONNECT
-  | 'broker-stopped';     // stop()
+import { resolveBrokerConfig, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+export { MAX_CONNECT_PACKET_SIZE, MIN_MAX_PACKET_SIZE, type MqttAuthOptions, type MqttBrokerLimits, type MqttBrokerOptions } from './broker-config.js';
+import { BrokerAuth } from './auth.js';
+import { Connections } from './connections.js';
+import { ConnectionAdmission } from './connection-admission.js';
+import { BrokerListeners } from './listeners.js';
+import { DeviceMessages } from './device-messages.js';
+import { DirectSend } from './direct-send.js';
+import { emptyStats, type MqttBrokerStats } from './broker-stats.js';
+export type { MqttBrokerStats } from './broker-stats.js';
+import type { DisconnectReason } from './connection-state.js';
+export type { DisconnectReason } from './connection-state.js';
 
 export interface MqttBrokerEvents {
   'device-connected': [identity: DeviceIdentity];
@@ -55,250 +50,81 @@ export interface MqttBrokerEvents {
   'device-disconnected': [identity: DeviceIdentity, reason: DisconnectReason];
 }
 
-export interface MqttBrokerLimits {
-  /** Open sockets (devices plus connections still before CONNECT). Beyond it sockets are closed at accept. */
-  maxConnections: number;
-  /** New connections per remote address per minute (token bucket; IPv6 by /64). */
-  connectsPerIpPerMinute: number;
-  /** Open sockets per remote address at once (IPv6 by /64); beyond it sockets are closed at accept. */
-  maxConnectionsPerIp: number;
-  /** PUBLISH packets per connection per second (burst: two seconds' worth); the excess is dropped, counted. */
-  publishesPerSecond: number;
-  /** Largest packet accepted from a device, in bytes (fixed header included); at least 16384. */
-  maxPacketSize: number;
-  /** Time from accept (TLS: from handshake completion) to a complete CONNECT packet. */
-  connectTimeoutMs: number;
-  /** CONNECT keepalive must lie in [keepaliveMinS, keepaliveMaxS]; 0 (no keepalive) is refused. */
-  keepaliveMinS: number;
-  keepaliveMaxS: number;
-}
-
-export type MqttAuthOptions = { mode: 'signature'; signatureKey: string } | { mode: 'open' };
-
-export interface MqttBrokerOptions {
-  port?: number;
-  host?: string;
-  tls?: { port?: number; cert: string | Buffer; key: string | Buffer };
-  auth: MqttAuthOptions;
-  publishTopic?: string;
-  limits?: Partial<MqttBrokerLimits>;
-  logger: Logger;
-  /** Monotonic milliseconds, for the connect rate limiter. */
-  clock?: () => number;
-  /**
-   * The plain TCP listener expects a PROXY protocol v2 header (HAProxy send-proxy-v2) before MQTT:
-   * the limits and the identity's remoteAddress use the address it names. Off by default.
-   */
-  proxyProtocol?: boolean;
-  /** A cluster-wide per-IP connect check (Redis) after the local limits, before CONNACK; false refuses with return code 3. */
-  clusterAdmit?: (ipKey: string) => Promise<boolean>;
-}
-
-export interface MqttBrokerStats {
-  connections: {
-    /** Devices connected (CONNACK sent) now. */
-    current: number;
-    /** Devices accepted since start. */
-    total: number;
-    /** Open sockets now, including connections that have not completed CONNECT. */
-    sockets: number;
-    socketsTotal: number;
-  };
-  /** Connections closed before authentication by a limit or the frame guard. */
-  refused: {
-    maxConnections: number;
-    rateLimited: number;
-    perIpConnections: number;
-    connectTimeout: number;
-    firstPacketNotConnect: number;
-    reservedPacketType: number;
-    malformedRemainingLength: number;
-    oversizedPacket: number;
-    tlsHandshake: number;
-    /** PROXY protocol header missing, malformed or late (with proxyProtocol on). */
-    proxyHeader: number;
-  };
-  /** CONNECTs refused with a CONNACK return code, by reason. */
-  authFailures: {
-    protocolVersion: number;
-    cleanSession: number;
-    keepalive: number;
-    badClientId: number;
-    badCredentials: number;
-    stopping: number;
-  };
-  aclDenials: {
-    /** PUBLISH to a topic other than the publish topic (connection closed). */
-    publishTopic: number;
-    /** PUBLISH with QoS 2 (connection closed). */
-    publishQos: number;
-    /** SUBSCRIBE filters refused (SUBACK 0x80). */
-    subscribe: number;
-    /** Deliveries aedes attempted other than sendToDevice (never expected). */
-    forward: number;
-  };
-  /** PUBLISH with the retain flag, accepted with retain cleared. */
-  retainCleared: number;
-  /** PUBLISH packets over the connection's rate, dropped before they reach the gateway. */
-  publishRateLimited: number;
-  /** Will messages stripped from CONNECT. */
-  willsStripped: number;
-  messages: { in: number; out: number; bytesIn: number; bytesOut: number };
-  takeovers: number;
-  disconnects: Record<DisconnectReason, number>;
-}
-
-interface ConnectionState {
-  readonly id: number;
-  readonly conn: GuardedConnection;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly tls: boolean;
-  client?: Client;
-  connect?: { keepalive: number; clean: boolean; protocolVersion: number };
-  identity?: DeviceIdentity;
-  deviceTopic?: string;
-  /** device-connected was emitted and device-disconnected not yet. */
-  announced: boolean;
-  /** First known cause of the coming disconnect; later causes do not overwrite it. */
-  reason?: DisconnectReason;
-  subscribeWarned?: boolean;
-  publishes?: TokenBucket;
-  publishRateWarned?: boolean;
-}
-
-interface DeviceEntry {
-  readonly client: Client;
-  readonly state: ConnectionState;
-}
-
-const DEFAULT_LIMITS: MqttBrokerLimits = {
-  maxConnections: CONFIG_DEFAULTS.maxConnections,
-  connectsPerIpPerMinute: CONFIG_DEFAULTS.connectsPerIpPerMinute,
-  maxConnectionsPerIp: CONFIG_DEFAULTS.maxConnectionsPerIp,
-  publishesPerSecond: CONFIG_DEFAULTS.publishesPerSecond,
-  maxPacketSize: 65_536,
-  connectTimeoutMs: 10_000,
-  keepaliveMinS: 30,
-  keepaliveMaxS: 1_200,
-};
-
-function emptyStats(): MqttBrokerStats {
-  return {
-    connections: { current: 0, total: 0, sockets: 0, socketsTotal: 0 },
-    refused: { maxConnections: 0, rateLimited: 0, perIpConnections: 0, connectTimeout: 0, firstPacketNotConnect: 0, reservedPacketType: 0, malformedRemainingLength: 0, oversizedPacket: 0, tlsHandshake: 0, proxyHeader: 0 },
-    authFailures: { protocolVersion: 0, cleanSession: 0, keepalive: 0, badClientId: 0, badCredentials: 0, stopping: 0 },
-    aclDenials: { publishTopic: 0, publishQos: 0, subscribe: 0, forward: 0 },
-    retainCleared: 0,
-    publishRateLimited: 0,
-    willsStripped: 0,
-    messages: { in: 0, out: 0, bytesIn: 0, bytesOut: 0 },
-    takeovers: 0,
-    disconnects: {
-      'client-disconnect': 0, 'connection-lost': 0, 'keepalive-timeout': 0, takeover: 0,
-      'server-disconnect': 0, 'acl-violation': 0, 'protocol-violation': 0, 'broker-stopped': 0,
-    },
-  };
-}
-
-function checkInteger(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw typeError('ERR_INVALID_ARG_TYPE', `${name}: expected an integer, got ${describe(value)}`);
-  if (value < min || value > max) throw rangeError('ERR_OUT_OF_RANGE', `${name}: expected ${min}..${max}, got ${value}`);
-  return value;
-}
-
-/** A topic a device may publish to: non-empty, no wildcards, no '$' prefix, no NUL. */
-function authError(message: string, returnCode: 1 | 2 | 3 | 4 | 5): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
-/** Client-supplied strings go into logs truncated: a CONNECT may carry kilobytes of client id. */
-function short(value: string | null | undefined, max = 80): string | undefined {
-  if (value === null || value === undefined) return undefined;
-  return value.length > max ? value.slice(0, max) + '…' : value;
-}
-
 export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   private readonly log: Logger;
-  private readonly port: number;
-  private readonly host: string;
-  private readonly tlsOptions: { port: number; cert: string | Buffer; key: string | Buffer } | undefined;
   private readonly auth: MqttAuthOptions;
   private readonly limits: MqttBrokerLimits;
+  private readonly host: string;
   readonly publishTopic: string;
-  private readonly rateLimiter: KeyedRateLimiter;
-  private readonly clock: () => number;
-  private readonly proxyProtocol: boolean;
-  private readonly clusterAdmit: ((ipKey: string) => Promise<boolean>) | undefined;
-  /** Open sockets per ipLimitKey. */
-  private readonly socketsPerIp = new Map<string, number>();
 
   private aedes: Aedes | undefined;
-  private server: net.Server | undefined;
-  private tlsServer: tls.Server | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
   private started = false;
   private stopping: Promise<void> | undefined;
 
-  private readonly states = new WeakMap<Client, ConnectionState>();
-  private readonly open = new Set<ConnectionState>();
-  /** Every admitted socket, including TLS sockets still in their handshake. */
-  private readonly sockets = new Set<net.Socket>();
-  private readonly devices = new Map<string, DeviceEntry>();
-  private readonly rateWarned = new Set<string>();
-  private nextConnectionId = 1;
-  /** Set only while sendToDevice hands a packet to aedes: the one delivery authorizeForward lets through. */
-  private directSend: { client: Client; topic: string } | null = null;
-  private counters = emptyStats();
+  private readonly counters = emptyStats();
+
+  // The parts behind aedes' hooks, one concept each; they share the counters and the connection records.
+  private readonly connections: Connections;
+  private readonly admission: ConnectionAdmission;
+  private readonly servers: BrokerListeners;
+  private readonly access: BrokerAuth;
+  private readonly messages: DeviceMessages;
+  private readonly directSend: DirectSend;
 
   constructor(options: MqttBrokerOptions) {
     super();
-    if (typeof options !== 'object' || options === null) throw typeError('ERR_INVALID_ARG_TYPE', `options: expected an object, got ${describe(options)}`);
-    if (typeof options.logger?.child !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', 'logger: expected a pino logger');
-    this.log = options.logger.child({ component: 'mqtt-broker' });
-    this.port = checkInteger('port', options.port ?? 1883, 0, 65_535);
-    this.host = options.host ?? '0.0.0.0';
-    if (typeof this.host !== 'string' || this.host.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', `host: expected a non-empty string, got ${describe(options.host)}`);
+    const config = resolveBrokerConfig(options);
+    this.log = config.logger.child({ component: 'mqtt-broker' });
+    this.auth = config.auth;
+    this.limits = config.limits;
+    this.host = config.host;
+    this.publishTopic = config.publishTopic;
+    const log = this.log;
+    const counters = this.counters;
+    const limits = this.limits;
+    const isStopping = (): boolean => this.stopping !== undefined;
+    this.connections = new Connections({
+      limits,
+      log,
+      counters,
+      onDeviceConnected: (identity) => this.safeEmit('device-connected', identity),
+      onDeviceDisconnected: (identity, reason) => this.safeEmit('device-disconnected', identity, reason),
+    });
+    const stateOf = (client: Client) => this.connections.stateOf(client);
 
-    if (options.tls !== undefined) {
-      const { cert, key } = options.tls;
-      if (!(typeof cert === 'string' || Buffer.isBuffer(cert)) || cert.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'tls.cert: expected a PEM string or Buffer');
-      if (!(typeof key === 'string' || Buffer.isBuffer(key)) || key.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'tls.key: expected a PEM string or Buffer');
-      this.tlsOptions = { port: checkInteger('tls.port', options.tls.port ?? 8883, 0, 65_535), cert, key };
-    }
-
-    const auth = options.auth as MqttAuthOptions | undefined;
-    if (auth?.mode === 'signature') {
-      if (typeof auth.signatureKey !== 'string' || auth.signatureKey.length === 0) throw typeError('ERR_INVALID_ARG_TYPE', 'auth.signatureKey: expected a non-empty string');
-      this.auth = { mode: 'signature', signatureKey: auth.signatureKey };
-    } else if (auth?.mode === 'open') {
-      this.auth = { mode: 'open' };
-    } else {
-      throw typeError('ERR_INVALID_ARG_VALUE', `auth: expected {mode: 'signature', signatureKey} or {mode: 'open'}, got ${describe(auth)}`);
-    }
-
-    this.publishTopic = validatePublishTopic(options.publishTopic ?? CONFIG_DEFAULTS.publishTopic);
-
-    const l = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
-    this.limits = {
-      maxConnections: checkInteger('limits.maxConnections', l.maxConnections, 1, 10_000_000),
-      connectsPerIpPerMinute: checkInteger('limits.connectsPerIpPerMinute', l.connectsPerIpPerMinute, 1, 1_000_000),
-      maxConnectionsPerIp: checkInteger('limits.maxConnectionsPerIp', l.maxConnectionsPerIp, 1, 10_000_000),
-      publishesPerSecond: checkInteger('limits.publishesPerSecond', l.publishesPerSecond, 1, 100_000),
-      maxPacketSize: checkInteger('limits.maxPacketSize', l.maxPacketSize, MIN_MAX_PACKET_SIZE, 268_435_455),
-      connectTimeoutMs: checkInteger('limits.connectTimeoutMs', l.connectTimeoutMs, 1, 600_000),
-      keepaliveMinS: checkInteger('limits.keepaliveMinS', l.keepaliveMinS, 1, 65_535),
-      keepaliveMaxS: checkInteger('limits.keepaliveMaxS', l.keepaliveMaxS, 1, 65_535),
-    };
-    if (this.limits.keepaliveMinS > this.limits.keepaliveMaxS) {
-      throw rangeError('ERR_OUT_OF_RANGE', `limits.keepaliveMinS (${this.limits.keepaliveMinS}) must not exceed limits.keepaliveMaxS (${this.limits.keepaliveMaxS})`);
-    }
-    const clock = options.clock ?? (() => performance.now());
-    if (typeof clock !== 'function') throw typeError('ERR_INVALID_ARG_TYPE', `clock: expected a function, got ${describe(clock)}`);
-    this.clock = clock;
-    this.rateLimiter = new KeyedRateLimiter({ perMinute: this.limits.connectsPerIpPerMinute, now: clock });
-    this.proxyProtocol = options.proxyProtocol === true;
-    this.clusterAdmit = options.clusterAdmit;
+    this.admission = new ConnectionAdmission({ limits, log, counters, clock: config.clock, clusterAdmit: config.clusterAdmit, isStopping });
+    this.servers = new BrokerListeners({
+      host: config.host,
+      port: config.port,
+      tls: config.tls,
+      limits,
+      proxyProtocol: config.proxyProtocol,
+      log,
+      counters,
+      admission: this.admission,
+      attach: (socket, secure, remote) => this.attach(socket, secure, remote),
+    });
+    this.access = new BrokerAuth({
+      auth: config.auth,
+      publishTopic: config.publishTopic,
+      limits,
+      log,
+      counters,
+      admission: this.admission,
+      stateOf,
+      deviceOf: (clientId) => this.connections.device(clientId),
+      isStopping,
+    });
+    this.messages = new DeviceMessages({
+      publishTopic: config.publishTopic,
+      limits,
+      clock: config.clock,
+      log,
+      counters,
+      stateOf,
+      deliver: (identity, payload) => this.safeEmit('device-message', identity, payload),
+    });
+    this.directSend = new DirectSend({ log, counters });
   }
 
   /** Starts aedes and the listeners. Port 0 binds an ephemeral port; the bound ports are returned. */
@@ -310,78 +136,29 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
       connectTimeout: this.limits.connectTimeoutMs,
       keepaliveLimit: 0, // bounds are checked in authenticate, with a log line naming them
       drainTimeout: 30_000,
-      preConnect: (client, packet, done) => this.preConnect(client, packet, done),
-      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
-      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
-      authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
-      authorizeForward: (client, packet) => this.authorizeForward(client, packet),
-      published: (packet, client, done) => this.published(packet, client, done),
+      preConnect: (client, packet, done) => this.access.preConnect(client, packet, done),
+      authenticate: (client, username, password, done) => this.access.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.access.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => this.access.authorizeSubscribe(client, sub, done),
+      authorizeForward: (client, packet) => this.directSend.authorizeForward(client, packet),
+      published: (packet, client, done) => this.messages.published(packet, client, done),
     });
     const aedes = this.aedes;
     // device-connected fires when the CONNACK has been written, which is before aedes resumes reading
     // from the client (its 'clientReady' comes later): a device's first PUBLISH can never be reported
     // before the device itself.
-    aedes.on('connackSent', (packet, client) => { if (packet.returnCode === 0) this.onConnackSent(client); });
-    aedes.on('clientDisconnect', (client) => this.onClientDisconnect(client));
-    aedes.on('keepaliveTimeout', (client) => this.setReason(client, 'keepalive-timeout'));
-    aedes.on('clientError', (client, err) => this.onClientError(client, err));
-    aedes.on('connectionError', (client, err) => this.onConnectionError(client, err));
+    aedes.on('connackSent', (packet, client) => { if (packet.returnCode === 0) this.connections.onConnackSent(client); });
+    aedes.on('clientDisconnect', (client) => this.connections.onClientDisconnect(client));
+    aedes.on('keepaliveTimeout', (client) => this.connections.setReason(client, 'keepalive-timeout'));
+    aedes.on('clientError', (client, err) => this.connections.onClientError(client, err));
+    aedes.on('connectionError', (client, err) => this.connections.onConnectionError(client, err));
     // aedes reports internal (persistence) failures as 'error'; never let one crash the process.
     (aedes as unknown as EventEmitter).on('error', (err: Error) => this.log.error({ err: err.message }, 'aedes internal error'));
 
     try {
-      this.server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
-      this.server.on('connection', (socket) => {
-        if (!this.proxyProtocol) {
-          if (this.admit(socket)) this.attach(socket, false);
-          return;
-        }
-        // Behind a load balancer: the device's own address comes first, in the PROXY header.
-        socket.on('error', () => { /* a socket that fails before its header is just closed */ });
-        readProxyHeader(socket, this.limits.connectTimeoutMs, (result) => {
-          if (!result.ok) {
-            this.counters.refused.proxyHeader++;
-            this.log.debug({ peer: normalizeIp(socket.remoteAddress ?? 'unknown'), err: result.reason }, 'connection closed: no valid PROXY protocol v2 header');
-            socket.destroy();
-            return;
-          }
-          const remote = result.source ?? { address: normalizeIp(socket.remoteAddress ?? 'unknown'), port: socket.remotePort ?? 0 };
-          if (this.admit(socket, remote.address)) this.attach(socket, false, remote);
-        });
-      });
-      this.server.maxConnections = this.limits.maxConnections;
-      this.server.on('drop', () => { this.counters.refused.maxConnections++; });
-      const port = await this.listen(this.server, this.port, 'MQTT');
+      const { port, tlsPort } = await this.servers.listen();
 
-      let tlsPort: number | undefined;
-      if (this.tlsOptions) {
-        this.tlsServer = tls.createServer({
-          cert: this.tlsOptions.cert,
-          key: this.tlsOptions.key,
-          minVersion: 'TLSv1.2',
-          handshakeTimeout: this.limits.connectTimeoutMs,
-          noDelay: true,
-        });
-        // Raw sockets are admitted (cap, rate) before the handshake costs anything.
-        this.tlsServer.on('connection', (socket: net.Socket) => { this.admit(socket); });
-        this.tlsServer.on('secureConnection', (socket: tls.TLSSocket) => this.attach(socket, true));
-        this.tlsServer.on('tlsClientError', (err, socket) => {
-          this.counters.refused.tlsHandshake++;
-          this.log.debug({ remoteAddress: normalizeIp(socket.remoteAddress ?? 'unknown'), err: err.message }, 'TLS handshake failed');
-        });
-        this.tlsServer.maxConnections = this.limits.maxConnections;
-        this.tlsServer.on('drop', () => { this.counters.refused.maxConnections++; });
-        tlsPort = await this.listen(this.tlsServer, this.tlsOptions.port, 'MQTT over TLS');
-        if (tlsPort !== 8883 && this.tlsOptions.port !== 0) {
-          this.log.warn({ tlsPort }, 'the firmware uses TLS only when the endpoint port is 8883: expose this listener as port 8883');
-        }
-      }
-
-      this.sweepTimer = setInterval(() => {
-        this.rateLimiter.sweep();
-        this.rateWarned.clear();
-      }, 60_000);
-      this.sweepTimer.unref();
+      this.admission.startSweep();
 
       this.log.info({ host: this.host, port, tlsPort, auth: this.auth.mode, publishTopic: this.publishTopic, limits: this.limits }, 'MQTT broker listening');
       if (this.auth.mode === 'open') {
@@ -406,26 +183,23 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   private async doStop(): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    const closing: Promise<void>[] = [];
-    for (const server of [this.server, this.tlsServer]) {
-      if (server?.listening) closing.push(new Promise((resolve) => server.close(() => resolve())));
-    }
-    for (const state of this.open) state.reason ??= 'broker-stopped';
+    this.admission.stopSweep();
+    const closing = this.servers.close();
+    this.connections.markStopping();
     if (this.aedes) {
       const aedes = this.aedes;
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     }
-    for (const state of this.open) state.conn.destroy();
-    for (const socket of this.sockets) socket.destroy();
-    await Promise.all(closing);
+    this.connections.destroyAll();
+    this.admission.destroyAll();
+    await closing;
     this.log.info('MQTT broker stopped');
   }
 
   /** Pushes one JSON message to a connected device (QoS 0, retain 0, topic devices/p2p/<mac>). False if not connected. */
   sendToDevice(clientId: string, message: object): boolean {
     if (typeof message !== 'object' || message === null) throw typeError('ERR_INVALID_ARG_TYPE', `message: expected an object, got ${describe(message)}`);
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     if (!entry || entry.client.closed || !entry.state.deviceTopic) return false;
     let json: string | undefined;
     try {
@@ -435,16 +209,9 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     }
     if (json === undefined) throw typeError('ERR_INVALID_ARG_VALUE', 'message: not serializable to JSON');
     const payload = Buffer.from(json, 'utf8');
-    const topic = entry.state.deviceTopic;
-    const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false };
-    this.directSend = { client: entry.client, topic };
-    try {
-      entry.client.publish(packet, (err) => {
-        if (err) this.log.debug({ clientId, err: err.message }, 'delivery to device failed');
-      });
-    } finally {
-      this.directSend = null;
-    }
+    this.directSend.send(entry.client, entry.state.deviceTopic, payload, (err) => {
+      this.log.debug({ clientId, err: err.message }, 'delivery to device failed');
+    });
     this.counters.messages.out++;
     this.counters.messages.bytesOut += payload.length;
     return true;
@@ -452,7 +219,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
 
   /** Closes a device's connection; device-disconnected fires with 'server-disconnect'. False if not connected. */
   disconnectDevice(clientId: string): boolean {
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     if (!entry || entry.client.closed) return false;
     entry.state.reason ??= 'server-disconnect';
     entry.client.close();
@@ -460,18 +227,18 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
   }
 
   isConnected(clientId: string): boolean {
-    const entry = this.devices.get(clientId);
+    const entry = this.connections.device(clientId);
     return entry !== undefined && !entry.client.closed;
   }
 
   /** The device currently connected with `clientId`, if any. */
   getDevice(clientId: string): DeviceIdentity | undefined {
-    return this.devices.get(clientId)?.state.identity;
+    return this.connections.device(clientId)?.state.identity;
   }
 
   connectedDevices(): DeviceIdentity[] {
     const out: DeviceIdentity[] = [];
-    for (const entry of this.devices.values()) if (entry.state.identity) out.push(entry.state.identity);
+    for (const entry of this.connections.connectedDevices()) if (entry.state.identity) out.push(entry.state.identity);
     return out;
   }
 
@@ -480,313 +247,13 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
     return structuredClone(this.counters);
   }
 
-  // ---- connection admission --------------------------------------------------------------------
-
-  private listen(server: net.Server, port: number, what: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(codedError('ERR_BROKER_LISTEN', `${what}: cannot listen on ${this.host}:${port}: ${err.code ?? err.message}`, err));
-      };
-      server.once('error', onError);
-      server.listen(port, this.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message }, `${what} listener error`));
-        const address = server.address();
-        resolve(typeof address === 'object' && address !== null ? address.port : port);
-      });
-    });
-  }
-
-  /** Connection cap and per-IP rate, checked on the raw socket. Returns false when refused (socket destroyed). */
-  private admit(socket: net.Socket, address?: string): boolean {
-    const remoteAddress = normalizeIp(address ?? socket.remoteAddress ?? 'unknown');
-    if (this.stopping) {
-      socket.destroy();
-      return false;
-    }
-    if (this.counters.connections.sockets >= this.limits.maxConnections) {
-      this.counters.refused.maxConnections++;
-      this.log.debug({ remoteAddress, maxConnections: this.limits.maxConnections }, 'connection refused: connection limit reached');
-      socket.destroy();
-      return false;
-    }
-    const ipKey = ipLimitKey(remoteAddress);
-    const open = this.socketsPerIp.get(ipKey) ?? 0;
-    if (open >= this.limits.maxConnectionsPerIp) {
-      this.counters.refused.perIpConnections++;
-      if (!this.rateWarned.has(`open:${ipKey}`)) {
-        this.rateWarned.add(`open:${ipKey}`);
-        this.log.warn({ remoteAddress: ipKey, maxConnectionsPerIp: this.limits.maxConnectionsPerIp }, 'connection refused: too many open connections from this address (further refusals this minute are not logged)');
-      }
-      socket.destroy();
-      return false;
-    }
-    if (!this.rateLimiter.tryConsume(ipKey)) {
-      this.counters.refused.rateLimited++;
-      if (!this.rateWarned.has(remoteAddress)) {
-        this.rateWarned.add(remoteAddress);
-        this.log.warn({ remoteAddress, perMinute: this.limits.connectsPerIpPerMinute }, 'connection refused: connect rate limit exceeded for this address (further refusals this minute are not logged)');
-      }
-      socket.destroy();
-      return false;
-    }
-    this.counters.connections.sockets++;
-    this.counters.connections.socketsTotal++;
-    this.sockets.add(socket);
-    this.socketsPerIp.set(ipKey, open + 1);
-    socket.once('close', () => {
-      this.counters.connections.sockets--;
-      this.sockets.delete(socket);
-      const left = (this.socketsPerIp.get(ipKey) ?? 1) - 1;
-      if (left > 0) this.socketsPerIp.set(ipKey, left);
-      else this.socketsPerIp.delete(ipKey);
-    });
-    socket.on('error', () => { /* reported through the guarded connection; never unhandled */ });
-    return true;
-  }
-
+  /** Hands an admitted socket to aedes; while stopping (or before start) it is closed instead. */
   private attach(socket: net.Socket, secure: boolean, remote?: { address: string; port: number }): void {
     if (!this.aedes || this.stopping) {
       socket.destroy();
       return;
     }
-    const remoteAddress = normalizeIp(remote?.address ?? socket.remoteAddress ?? 'unknown');
-    const remotePort = remote?.port ?? socket.remotePort ?? 0;
-    let state: ConnectionState | undefined;
-    const conn = new GuardedConnection(
-      socket,
-      { maxPacketSize: this.limits.maxPacketSize, maxConnectSize: MAX_CONNECT_PACKET_SIZE },
-      (violation) => this.onFrameViolation(state!, violation),
-    );
-    state = { id: this.nextConnectionId++, conn, remoteAddress, remotePort, tls: secure, announced: false };
-    this.open.add(state);
-    const current = state;
-    conn.once('close', () => this.open.delete(current));
-    state.client = this.aedes.handle(conn);
-    this.states.set(state.client, state);
-  }
-
-  private onFrameViolation(state: ConnectionState, violation: FrameViolation): void {
-    const key = ({
-      'first-packet-not-connect': 'firstPacketNotConnect',
-      'reserved-packet-type': 'reservedPacketType',
-      'malformed-remaining-length': 'malformedRemainingLength',
-      'oversized-packet': 'oversizedPacket',
-    } as const)[violation.kind];
-    this.counters.refused[key]++;
-    state.reason ??= 'protocol-violation';
-    this.log.warn({ remoteAddress: state.remoteAddress, clientId: state.identity?.clientId }, `connection closed: ${describeViolation(violation)}`);
-  }
-
-  // ---- aedes hooks -----------------------------------------------------------------------------
-
-  private preConnect(client: Client, packet: ConnectPacket, done: (error: Error | null, success: boolean) => void): void {
-    const state = this.states.get(client);
-    if (!state) return done(new Error('unknown connection'), false);
-    state.connect = { keepalive: packet.keepalive ?? 0, clean: packet.clean !== false, protocolVersion: packet.protocolVersion ?? 4 };
-    if (packet.will) {
-      // The firmware never sets a will; a will from any client would be published on its behalf
-      // after it is gone, so it is dropped rather than stored.
-      this.counters.willsStripped++;
-      this.log.warn({ remoteAddress: state.remoteAddress, clientId: short(packet.clientId, 128) }, 'CONNECT will message ignored: wills are not supported');
-      delete (packet as { will?: unknown }).will;
-    }
-    if (packet.protocolVersion !== 4) {
-      this.counters.authFailures.protocolVersion++;
-      this.log.warn({ remoteAddress: state.remoteAddress, clientId: short(packet.clientId, 128), protocolVersion: packet.protocolVersion }, 'CONNECT refused (return code 1): only MQTT 3.1.1 (protocol level 4) is accepted');
-      // aedes answers a protocol level below 3 with CONNACK return code 1 and closes: the one way to
-      // refuse MQTT 3.1 (level 3) with the right code, since authenticate may only use codes 2-5.
-      if (packet.protocolVersion === 3) (packet as { protocolVersion: number }).protocolVersion = 0;
-    }
-    done(null, true);
-  }
-
-  private authenticate(
-    client: Client,
-    username: Readonly<string | undefined>,
-    password: Readonly<Buffer | undefined>,
-    done: (error: AuthenticateError | null, success: boolean | null) => void,
-  ): void {
-    const state = this.states.get(client);
-    const clientId = client.id;
-    const remoteAddress = state?.remoteAddress ?? 'unknown';
-    const refuse = (reason: keyof MqttBrokerStats['authFailures'], returnCode: 2 | 3 | 4, message: string): void => {
-      this.counters.authFailures[reason]++;
-      this.log.warn({ remoteAddress, clientId: short(clientId, 128), returnCode }, `CONNECT refused: ${message}`);
-      done(authError(message, returnCode), null);
-    };
-    if (!state?.connect) return refuse('badClientId', 2, 'connection state missing');
-    if (this.stopping) return refuse('stopping', 3, 'broker is stopping');
-    if (!state.connect.clean) return refuse('cleanSession', 2, 'clean session is required (the firmware always connects with a clean session)');
-    const { keepalive } = state.connect;
-    if (keepalive < this.limits.keepaliveMinS || keepalive > this.limits.keepaliveMaxS) {
-      return refuse('keepalive', 2, `keepalive ${keepalive} s is outside the accepted range ${this.limits.keepaliveMinS}..${this.limits.keepaliveMaxS} s`);
-    }
-    const parsed = parseClientIdDetailed(clientId);
-    if (!parsed.ok) return refuse('badClientId', 2, `client id not accepted: ${parsed.reason}`);
-    if (this.auth.mode === 'signature') {
-      const ok = verifyCredentials({ clientId, username: username ?? undefined, password: password ?? undefined, signatureKey: this.auth.signatureKey });
-      if (!ok) return refuse('badCredentials', 4, 'bad username or password');
-    }
-
-    const identity: DeviceIdentity = Object.freeze({
-      connectionId: state.id,
-      clientId,
-      mac: parsed.value.mac,
-      ...(parsed.value.uuid !== undefined ? { uuid: parsed.value.uuid } : {}),
-      group: parsed.value.group,
-      remoteAddress: state.remoteAddress,
-      remotePort: state.remotePort,
-      keepalive,
-      tls: state.tls,
-    });
-    state.identity = identity;
-    state.deviceTopic = DEVICE_TOPIC_PREFIX + macToTopicId(identity.mac);
-    const previous = this.devices.get(clientId);
-    if (previous && previous.client !== client) {
-      // aedes closes the previous connection when it registers this one [MQTT-3.1.4-2].
-      previous.state.reason ??= 'takeover';
-      this.counters.takeovers++;
-      this.log.info({ clientId, previousConnection: previous.state.id, connection: state.id }, 'client id connected again: the previous connection is taken over');
-    }
-    if (!this.clusterAdmit) return done(null, true);
-    this.clusterAdmit(ipLimitKey(state.remoteAddress)).then(
-      (ok) => {
-        if (ok) return done(null, true);
-        this.counters.refused.rateLimited++;
-        if (!this.rateWarned.has(`cluster:${state.remoteAddress}`)) {
-          this.rateWarned.add(`cluster:${state.remoteAddress}`);
-          this.log.warn({ remoteAddress: state.remoteAddress, perMinute: this.limits.connectsPerIpPerMinute }, 'CONNECT refused (return code 3): cluster-wide connect rate exceeded for this address (further refusals this minute are not logged)');
-        }
-        done(authError('cluster-wide connect rate exceeded', 3), null);
-      },
-      () => done(null, true),
-    );
-  }
-
-  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
-    if (client === null) return done(new Error('publishing without a client (will) is not allowed'));
-    const state = this.states.get(client);
-    if (!state?.identity) return done(new Error('not authenticated'));
-    if (packet.topic !== this.publishTopic) {
-      this.counters.aclDenials.publishTopic++;
-      state.reason ??= 'acl-violation';
-      this.log.warn({ clientId: state.identity.clientId, topic: short(packet.topic) }, `PUBLISH refused, connection closed: devices may publish only to "${this.publishTopic}"`);
-      return done(new Error('publish topic not allowed'));
-    }
-    if (packet.qos === 2) {
-      this.counters.aclDenials.publishQos++;
-      state.reason ??= 'acl-violation';
-      this.log.warn({ clientId: state.identity.clientId }, 'PUBLISH refused, connection closed: QoS 2 is not supported (devices publish QoS 0)');
-      return done(new Error('QoS 2 not allowed'));
-    }
-    if (packet.retain) {
-      // Nothing is ever stored: retained messages would be replayed to future subscribers.
-      packet.retain = false;
-      this.counters.retainCleared++;
-    }
-    done(null);
-  }
-
-  private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
-    this.counters.aclDenials.subscribe++;
-    const state = this.states.get(client);
-    const fields = { clientId: short(client.id, 128), topic: short(sub.topic) };
-    // One warning per connection: a SUBSCRIBE may list thousands of filters.
-    if (state && !state.subscribeWarned) {
-      state.subscribeWarned = true;
-      this.log.warn(fields, 'SUBSCRIBE refused (0x80): devices receive their messages without subscribing (further refusals on this connection are logged at debug)');
-    } else {
-      this.log.debug(fields, 'SUBSCRIBE refused (0x80)');
-    }
-    done(null, null);
-  }
-
-  private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    const direct = this.directSend;
-    if (direct !== null && direct.client === client && direct.topic === packet.topic) return packet;
-    this.counters.aclDenials.forward++;
-    this.log.error({ clientId: client.id, topic: short(packet.topic) }, 'delivery blocked: only sendToDevice may write to a device connection');
-    return null;
-  }
-
-  private published(packet: AedesPublishPacket, client: Client | null, done: (error?: Error | null) => void): void {
-    if (client) {
-      const state = this.states.get(client);
-      const identity = state?.identity;
-      if (state && identity && packet.topic === this.publishTopic && !client.closed) {
-        // Each message costs a JSON parse and may open streams: a device gets a bounded rate.
-        const now = this.clock();
-        state.publishes ??= new TokenBucket(this.limits.publishesPerSecond, this.limits.publishesPerSecond * 2, now);
-        if (!state.publishes.take(now)) {
-          this.counters.publishRateLimited++;
-          if (!state.publishRateWarned) {
-            state.publishRateWarned = true;
-            this.log.warn({ clientId: identity.clientId, publishesPerSecond: this.limits.publishesPerSecond }, 'PUBLISH dropped: over the per-connection message rate (further drops on this connection are only counted)');
-          }
-          return done(null);
-        }
-        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        this.counters.messages.in++;
-        this.counters.messages.bytesIn += payload.length;
-        this.safeEmit('device-message', identity, payload);
-      }
-    }
-    done(null);
-  }
-
-  // ---- aedes events ----------------------------------------------------------------------------
-
-  private onConnackSent(client: Client): void {
-    const state = this.states.get(client);
-    if (!state?.identity) {
-      this.log.error({ clientId: client.id }, 'connected client without identity: closing');
-      client.close();
-      return;
-    }
-    this.devices.set(state.identity.clientId, { client, state });
-    state.announced = true;
-    this.counters.connections.current++;
-    this.counters.connections.total++;
-    this.log.info({ clientId: state.identity.clientId, remoteAddress: state.remoteAddress, connection: state.id, keepalive: state.identity.keepalive, tls: state.tls }, 'device connected');
-    this.safeEmit('device-connected', state.identity);
-  }
-
-  private onClientDisconnect(client: Client): void {
-    const state = this.states.get(client);
-    if (!state?.identity || !state.announced) return;
-    state.announced = false;
-    const identity = state.identity;
-    const entry = this.devices.get(identity.clientId);
-    if (entry?.client === client) this.devices.delete(identity.clientId);
-    this.counters.connections.current--;
-    const reason: DisconnectReason = state.reason ?? (state.conn.sawDisconnect ? 'client-disconnect' : 'connection-lost');
-    this.counters.disconnects[reason]++;
-    this.log.info({ clientId: identity.clientId, connection: state.id, reason }, 'device disconnected');
-    this.safeEmit('device-disconnected', identity, reason);
-  }
-
-  private setReason(client: Client, reason: DisconnectReason): void {
-    const state = this.states.get(client);
-    if (state) state.reason ??= reason;
-  }
-
-  private onClientError(client: Client, err: Error & { code?: string }): void {
-    const state = this.states.get(client);
-    // System errors (ECONNRESET, EPIPE) and a peer that stopped reading are lost connections;
-    // anything else aedes reports here is a packet it could not accept.
-    if (state && !state.reason) state.reason = err.code || err.message === 'drain timeout' ? 'connection-lost' : 'protocol-violation';
-    this.log.debug({ clientId: short(client.id, 128), err: err.message }, 'client error');
-  }
-
-  private onConnectionError(client: Client, err: Error): void {
-    const state = this.states.get(client);
-    if (err.message === 'connect did not arrive in time') {
-      this.counters.refused.connectTimeout++;
-      this.log.info({ remoteAddress: state?.remoteAddress, timeoutMs: this.limits.connectTimeoutMs }, 'connection closed: no CONNECT within the deadline');
-      return;
-    }
-    this.log.debug({ remoteAddress: state?.remoteAddress, err: err.message }, 'connection error before CONNECT completed');
+    this.connections.attach(this.aedes, socket, secure, remote);
   }
 
   /** Listeners run inside aedes callbacks: a throwing listener must not break the broker. */
