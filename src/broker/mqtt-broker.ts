@@ -173,7 +173,7 @@ export class MqttBroker extends EventEmitter<MqttBrokerEvents> {
 
   /** Stops taking new connections (the listeners close); connections already open are kept. */
   stopListening(): void {
-    for (const server of [this.server, this.tlsServer]) if (server?.listening) server.close();
+    void this.servers.close();
   }
 
   /** Closes the listeners and every connection; device-disconnected fires with 'broker-stopped'. */
