@@ -15,6 +15,7 @@ const cliBuilt = existsSync(join(root, 'dist', 'bin', 'xiaozhi-gateway.js')) && 
 
 interface GatewayLike {
   ports: { mqtt: number; udp: number; http: number };
+  counters(): Record<string, number>;
   stop(reason?: string): Promise<void>;
 }
 
@@ -73,12 +74,16 @@ describe.runIf(hasGateway)('simulated devices against the gateway', () => {
     expect(s.sessions.opened).toBeGreaterThan(3);
   });
 
-  it('barge-in: after abort the downlink stops within one frame', async () => {
+  it('barge-in: after abort the gateway sends no more downlink of that turn', async () => {
+    const before = gw.counters().downlink_after_abort ?? 0;
     const s = await run({ mode: 'auto', abortEvery: 1, abortAfterMs: 400, speakMs: 2500, durationS: 8 });
     expect(s.violations.ttsStopBeforeLastAudio).toBe(0);
     expect(s.failures.total).toBe(0);
     expect(s.abort.bargeIns).toBeGreaterThan(0);
-    expect(s.abort.packetsLaterThanOneFrame).toBe(0);
+    // Judged by what the gateway sent after it handled the abort (0: abort() clears the pacer and
+    // the pipeline's output before it returns), not by arrival times at the device, which on a
+    // loaded machine include the MQTT round trip (printed by the simulator's report only).
+    expect(gw.counters().downlink_after_abort).toBe(before);
     // what arrived after the abort is dropped as such, nothing else
     const { total, 'after-abort': afterAbort } = s.deviceDrops;
     expect(total).toBe(afterAbort);
