@@ -209,7 +209,12 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     });
     this.#uplink = new UplinkCapture({
       sampleRate: info.inputSampleRate,
-      maxBufferedMs: 240,
+      // A stall of this event loop (a GC, a room's connect burst: up to 250 ms seen in a 10-minute
+      // admission run on a quiet machine) or a Wi-Fi burst from the device hands several frames
+      // over at once. 240 ms dropped 74 frames of admitted sessions in that run; 480 ms (8 frames,
+      // plus the AudioSource's own 200 ms) holds such a burst, and the standing-latency shedding
+      // below drains what is left, so a stall costs a moment of latency instead of words.
+      maxBufferedMs: 480,
       pausedMaxBufferedMs: options.reconnectBufferMs,
       capture: (frame) => {
         const s = this.#source;
