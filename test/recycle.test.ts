@@ -8,37 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { speechPackets } from './helpers/fixtures.js';
 import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
+import { echoTurn as talkWith, expectWholeEcho as expectWhole } from './helpers/echo-turn.js';
 import { RawDevice } from './helpers/raw-device.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RECYCLE_AFTER = 3;
 
 let gateway: GatewayProcess;
 let ready: WorkersReadyLine;
 let http = 0;
 const frames = speechPackets(40).packets;
+const talk = (d: RawDevice, n: number) => talkWith(d, frames, n);
 
-/** One turn through the echo agent of `n` uplink frames; resolves with the downlink datagrams of the turn. */
-async function talk(d: RawDevice, n: number): Promise<Buffer[]> {
-  const sid = d.session();
-  const firstDatagram = d.datagrams.length;
-  const firstMessage = d.messages.length;
-  d.publish({ session_id: sid, type: 'listen', state: 'start', mode: 'manual' });
-  for (let i = 0; i < n; i++) {
-    d.sendUdp(d.datagram(frames[i % frames.length]!));
-    await sleep(60);
-  }
-  d.publish({ session_id: sid, type: 'listen', state: 'stop' });
-  await d.waitFor((m) => m.type === 'tts' && m.state === 'stop' && d.messages.indexOf(m as never) >= firstMessage, 20_000);
-  return d.datagrams.slice(firstDatagram).map((x) => x.data);
-}
-
-/** Every downlink datagram of the turn arrived: consecutive sequence numbers, about one per uplink frame. */
-function expectWhole(downlink: Buffer[], n: number): void {
-  expect(downlink.length).toBeGreaterThanOrEqual(n - 1);
-  const seqs = downlink.map((b) => b.readUInt32BE(12));
-  expect(seqs.at(-1)! - seqs[0]! + 1).toBe(seqs.length);
-}
 
 async function metric(name: string, labels: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();

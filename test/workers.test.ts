@@ -9,6 +9,7 @@ import { RESTART_BACKOFF, restartDelay } from '../src/cluster/primary.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { speechPackets } from './helpers/fixtures.js';
 import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
+import { echoTurn, expectWholeEcho } from './helpers/echo-turn.js';
 import { RawDevice } from './helpers/raw-device.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,27 +33,6 @@ async function connect(mac: string): Promise<Tracked> {
   return t;
 }
 
-/** One turn through the echo agent; returns the downlink datagrams of this turn. */
-async function talk(d: RawDevice, frames = FRAMES): Promise<Buffer[]> {
-  const sid = d.session();
-  const firstDatagram = d.datagrams.length;
-  const firstMessage = d.messages.length;
-  d.publish({ session_id: sid, type: 'listen', state: 'start', mode: 'manual' });
-  for (let i = 0; i < frames; i++) {
-    d.sendUdp(d.datagram(speechFrames[i % speechFrames.length]!));
-    await sleep(60);
-  }
-  d.publish({ session_id: sid, type: 'listen', state: 'stop' });
-  await d.waitFor((m) => m.type === 'tts' && m.state === 'stop' && d.messages.indexOf(m as never) >= firstMessage, 15_000);
-  return d.datagrams.slice(firstDatagram).map((x) => x.data);
-}
-
-/** Every downlink packet of a turn arrived: sequence numbers without a gap, about one per uplink frame. */
-function expectWhole(downlink: Buffer[], frames = FRAMES): void {
-  expect(downlink.length).toBeGreaterThanOrEqual(frames - 1);
-  const seqs = downlink.map((b) => b.readUInt32BE(12));
-  expect(seqs.at(-1)! - seqs[0]! + 1).toBe(seqs.length);
-}
 
 async function metrics(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${http}/metrics`);
@@ -70,6 +50,9 @@ function samples(text: string, name: string): Array<{ labels: Record<string, str
 }
 
 const waitLog = (pred: (l: LogLine) => boolean, timeoutMs: number) => gateway.waitLog(pred, timeoutMs, 'a log line');
+
+const talk = (d: RawDevice) => echoTurn(d, speechFrames, FRAMES, 15_000);
+const expectWhole = (downlink: Buffer[]) => expectWholeEcho(downlink, FRAMES);
 
 const mac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
 const alive = (pid: number) => {
