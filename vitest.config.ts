@@ -13,6 +13,9 @@ export default defineConfig({
     // One file at a time: the load, e2e and native tiers each use both cores, and timing-sensitive
     // protocol checks (pacing, tts ordering) must not compete with another tier for the CPU.
     fileParallelism: false,
+    // @livekit/rtc-node logs every room connect at debug level (on stdout) unless NODE_ENV is
+    // 'production' when it loads: the LiveKit tiers' own agents and rooms run in the test process.
+    env: { NODE_ENV: 'production' },
     testTimeout: 120_000,
     hookTimeout: 300_000,
     reporters: ['default'],

@@ -4,6 +4,11 @@
 // stays instant.
 import { readFileSync } from 'node:fs';
 
+// The command line runs the product: @livekit/rtc-node logs at debug level (a line per room
+// connect, on stdout beside our JSON log) unless NODE_ENV is 'production' when it is first loaded.
+// Subcommands load lazily, below this line. An operator's own NODE_ENV is kept.
+process.env.NODE_ENV ??= 'production';
+
 const USAGE = `Usage: xiaozhi-gateway <command> [options]
 
 Commands:
