@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AgentBackend } from './agent/agent-backend.js';
-import { loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
+import { ConfigError, loadConfig, type GatewayConfig, type GatewayConfigInput } from './config.js';
 import { Gateway, type GatewayEvents, type GatewayPorts } from './gateway.js';
 
 export interface CreateGatewayOptions {
@@ -67,5 +67,10 @@ export class EmbeddedGateway extends EventEmitter<GatewayEvents> {
  * config file (README "Command line"); invalid input throws a ConfigError naming the key.
  */
 export function createGateway(config: GatewayConfigInput = {}, options: CreateGatewayOptions = {}): EmbeddedGateway {
-  return new EmbeddedGateway(loadConfig({ flags: {}, env: {}, overrides: config }), options);
+  const loaded = loadConfig({ flags: {}, env: {}, overrides: config });
+  // Both need a supervising primary process, which only `xiaozhi-gateway start` runs: refused here
+  // rather than quietly ignored.
+  if (loaded.workers > 1) throw new ConfigError(`workers: ${loaded.workers} needs the supervisor of \`xiaozhi-gateway start --workers N\`; an embedded gateway is one process (leave workers at 1, or run the CLI)`);
+  if (loaded.recycleAfterSessions > 0) throw new ConfigError('recycleAfterSessions needs the supervisor of `xiaozhi-gateway start --recycle-after-sessions K`; an embedded gateway is one process (leave it at 0, or run the CLI)');
+  return new EmbeddedGateway(loaded, options);
 }

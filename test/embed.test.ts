@@ -101,4 +101,9 @@ describe('createGateway with a custom agent', () => {
   it('invalid config names the key', () => {
     expect(() => createGateway({ mqttPort: -1 })).toThrow(/mqttPort/);
   });
+
+  it('refuses what only the CLI supervisor does (workers, recycling) instead of ignoring it', () => {
+    expect(() => createGateway({ workers: 2, publicHost: '127.0.0.1' })).toThrow(/workers: 2 needs the supervisor of `xiaozhi-gateway start --workers N`/);
+    expect(() => createGateway({ recycleAfterSessions: 100, publicHost: '127.0.0.1' })).toThrow(/recycleAfterSessions needs the supervisor/);
+  });
 });
