@@ -70,7 +70,9 @@ function slope(xs: number[], ys: number[]): number {
 beforeAll(async () => {
   server = await startLivekit();
   gateway = await startGatewayProcess([
-    '--agent', 'livekit', '--recycle-after-sessions', String(RECYCLE_AFTER),
+    // A session every ~3 s per device for minutes on one connection: above the default 20 hellos
+    // per connection per minute, which this test is not about.
+    '--agent', 'livekit', '--recycle-after-sessions', String(RECYCLE_AFTER), '--hellos-per-minute', '120',
     '--auth', 'open', '--mqtt-port', '0', '--udp-port', '0', '--http-port', '0', '--public-host', '127.0.0.1', '--log-level', 'info',
   ], {
     // NODE_ENV=production: rtc-node logs its debug lines otherwise.
