@@ -93,6 +93,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     let reconnects = 0;
     let closedInConversation = 0;
     let interrupted = 0;
+    let connectResets = 0;
     const samples: Array<{ done: number; kb: number; recycled: number }> = [];
     const recycledCount = () => gateway.logs.filter((l) => l.msg === 'recycled worker drained and exited').length;
     const mac = (i: number) => `02:00:00:00:0f:${i.toString(16).padStart(2, '0')}`;
@@ -103,7 +104,17 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
       while (done < SESSIONS) {
         if (!d || !d.mqtt.connected) {
           if (d) reconnects++;
-          const dev = await RawDevice.connect(http, mac(i));
+          let dev: RawDevice;
+          try {
+            dev = await RawDevice.connect(http, mac(i));
+          } catch (err) {
+            // A connection handed to a worker in the instant it closed its listeners is reset; the
+            // firmware retries a failed OTA or MQTT connect, and so does this device (counted).
+            if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET' && !/ECONNRESET|socket hang up|fetch failed/.test(String((err as Error).message))) throw err;
+            connectResets++;
+            await sleep(500);
+            continue;
+          }
           d = dev;
           dev.mqtt.once('close', () => {
             // A hello refused as busy (admission) ends with the gateway's goodbye: no conversation then.
@@ -152,7 +163,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     const died = gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining' || l.level === 60);
     console.log(
       `livekit recycle: ${done} sessions in ${seconds.toFixed(0)} s, K ${RECYCLE_AFTER}, ${recycledCount()} recycles drained, ` +
-      `${reconnects} reconnects, ${interrupted} hellos crossed a drain; total RSS ${(samples[0]!.kb / 1024).toFixed(0)} → ${(samples.at(-1)!.kb / 1024).toFixed(0)} MB ` +
+      `${reconnects} reconnects (${connectResets} connects reset, retried), ${interrupted} hellos crossed a drain; total RSS ${(samples[0]!.kb / 1024).toFixed(0)} → ${(samples.at(-1)!.kb / 1024).toFixed(0)} MB ` +
       `(max ${(Math.max(...samples.map((s) => s.kb)) / 1024).toFixed(0)}); cycle means in the last 60 % ${ys.map((y) => (y / 1024).toFixed(0)).join(', ')} MB; slope ${perSessionKb.toFixed(1)} KB per session`,
     );
     if (process.env.XIAOZHI_TEST_DEBUG) console.log(gateway.logs.filter((l) => /recycl|replacement|drain|stopping/.test(String(l.msg))).map((l) => JSON.stringify(l)).join("\n"));
@@ -160,7 +171,8 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     expect(closedInConversation, 'no device closed during a conversation').toBe(0);
     expect(whole.length, 'whole recycle cycles in the last 60 % of the run').toBeGreaterThanOrEqual(MIN_CYCLES);
     expect(perSessionKb, 'RSS slope per session over whole cycles').toBeLessThanOrEqual(MAX_SLOPE_KB);
-    // A hello crossing the drain's close is a narrow race: far rarer than the reconnects.
-    expect(interrupted).toBeLessThanOrEqual(recycledCount());
+    // A hello crossing the drain's close, or a connect crossing its listener's close, is a narrow
+    // race: at most about one per recycle.
+    expect(interrupted + connectResets).toBeLessThanOrEqual(recycledCount());
   }, SESSIONS * 3000 + 120_000);
 });
