@@ -321,7 +321,12 @@ export class Gateway {
         if (event === 'opened') this.#emit('session-opened', session);
         else this.#emit('session-closed', session, reason ?? '');
         // A draining worker lets its device go as soon as its conversation is over (see closeIdleDevices).
-        if (event === 'closed' && this.#draining) setImmediate(() => this.closeIdleDevices(Infinity, session.clientId));
+        if (event === 'closed' && this.#draining) {
+          setImmediate(() => {
+            const c = this.#connections.get(session.clientId);
+            if (c) this.#releaseIfIdle(c);
+          });
+        }
       },
     };
   }
@@ -413,20 +418,23 @@ export class Gateway {
    * have no audio session open, so nobody is cut off mid-conversation. The firmware reconnects on
    * its own (at once when woken for a conversation, else on its reconnect timer) and lands on
    * another worker. Returns how many were closed. After stopAccepting(), each device whose session
-   * ends is closed at once, too (one `clientId`).
+   * ends is also released at once (onSession above).
    */
-  closeIdleDevices(max: number, clientId?: string): number {
+  closeIdleDevices(max: number): number {
     let closed = 0;
-    const candidates = clientId === undefined ? [...this.#connections.values()] : [this.#connections.get(clientId)].filter((c) => c !== undefined);
-    for (const c of candidates) {
+    for (const c of [...this.#connections.values()]) {
       if (closed >= max) break;
-      if (c.session && c.session.state !== 'closed') continue;
-      if (this.#broker.disconnectDevice(c.identity.clientId)) {
-        closed++;
-        this.#count('recycle_disconnects');
-      }
+      if (this.#releaseIfIdle(c)) closed++;
     }
     return closed;
+  }
+
+  /** Closes this device's MQTT connection if it has no audio session open; true if it did. */
+  #releaseIfIdle(c: DeviceConnection): boolean {
+    if (c.session && c.session.state !== 'closed') return false;
+    if (!this.#broker.disconnectDevice(c.identity.clientId)) return false;
+    this.#count('recycle_disconnects');
+    return true;
   }
 
   /** Pushes a JSON message to a device connected to this process (the directory's delivery). */
