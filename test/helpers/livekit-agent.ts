@@ -231,8 +231,10 @@ export class TestAgent {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const d = this.device();
-      if (d && [...d.trackPublications.values()].some((p) => p.kind === TrackKind.KIND_AUDIO)) return d;
-      if (performance.now() > deadline) throw new Error('the device participant (with a microphone track) never showed up');
+      // Subscribed (the track is there), not only published: after a server restart the
+      // publication can be back before the subscription is, and audio sent then is not heard.
+      if (d && [...d.trackPublications.values()].some((p) => p.kind === TrackKind.KIND_AUDIO && p.track !== undefined)) return d;
+      if (performance.now() > deadline) throw new Error('the device participant (with a subscribed microphone track) never showed up');
       await new Promise((r) => setTimeout(r, 20));
     }
   }
