@@ -24,6 +24,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aptInstall } from './apt.mjs';
 
 export const SUITE = 'bookworm';
 // Everything the arm64 tier runs or links; debootstrap adds the dependencies (libc6, libgcc-s1, ...).
@@ -54,24 +55,9 @@ function run(cmd, args, what) {
   return r.stdout;
 }
 
-function have(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-// Host tools: debootstrap (first stage), dpkg-deb + tar (extraction). Installed with apt-get when we
-// are root (CI); otherwise the error names the command.
+// Host tools: debootstrap (first stage), dpkg-deb + tar (extraction), the cross compilers and qemu.
 export function ensureHostPackages(packages, why) {
-  const missing = packages.filter((p) => spawnSync('dpkg', ['-s', p], { stdio: 'ignore' }).status !== 0);
-  if (missing.length === 0) return;
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0 || !have('apt-get')) {
-    throw new Error(`${why} needs the Debian packages ${missing.join(' ')}: sudo apt-get install -y ${missing.join(' ')}`);
-  }
-  log(`installing ${missing.join(' ')} (${why}) with apt-get`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
-    const r = spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env });
-    if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (exit ${r.status})`);
-  }
+  aptInstall(packages, why, { recommends: false, log });
 }
 
 export function rootIsReady(dir = arm64RootDir()) {

@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aptInstall as aptInstallOrThrow } from './apt.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = join(root, 'test', 'fixtures', 'generated');
@@ -23,18 +24,12 @@ function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-export function aptInstall(packages, why) {
-  const missing = packages.filter((p) => spawnSync('dpkg', ['-s', p], { stdio: 'ignore' }).status !== 0);
-  if (missing.length === 0) return;
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    fail(`${why} needs the Debian packages ${missing.join(' ')}; install them: sudo apt-get install -y ${missing.join(' ')}`);
+function aptInstall(packages, why) {
+  try {
+    aptInstallOrThrow(packages, why, { log });
+  } catch (e) {
+    fail(e.message);
   }
-  log(`installing ${missing.join(' ')} (${why}) with apt-get`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  if (update.status !== 0) fail(`apt-get update failed (exit ${update.status})`);
-  const install = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env });
-  if (install.status !== 0) fail(`apt-get install ${missing.join(' ')} failed (exit ${install.status})`);
 }
 
 function ensureAddon() {

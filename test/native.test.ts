@@ -35,23 +35,11 @@ function have(cmd: string, args: string[] = ['--version']): boolean {
   return r.error === undefined && r.status === 0;
 }
 
-function isRoot(): boolean {
-  return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
+// scripts/apt.mjs (shared with test-setup and the arm64 root): installs as root, or says what to run.
 function aptInstall(packages: string[], why: string): void {
   if (packages.length === 0) return;
-  if (!isRoot() || !have('apt-get', ['--version'])) {
-    throw new Error(
-      `${why} needs ${packages.join(', ')}, which is missing. Install it: sudo apt-get install -y ${packages.join(' ')}`,
-    );
-  }
-  log(`installing ${packages.join(' ')} (${why}) with apt-get`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  if (update.status !== 0) throw new Error(`apt-get update failed (exit ${update.status})`);
-  const install = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'inherit', env });
-  if (install.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed (exit ${install.status})`);
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'apt.mjs'), why, ...packages], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr.trim() || `node scripts/apt.mjs exited ${r.status}`);
 }
 
 // Runs a build step; on failure the error carries the command and the end of its output.
