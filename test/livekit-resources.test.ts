@@ -405,7 +405,9 @@ async function run(count: number, kinds: Kind[], every: number, restartEvery = 0
   let next = 0;
   let restartsDone = 0;
   samples.push(await sample(0));
+  const started = performance.now();
   while (done < count) {
+    const chunkStarted = performance.now();
     const chunk = Math.min(every, count - done);
     const queue = Array.from({ length: chunk }, () => kinds[next++ % kinds.length]!);
     await Promise.all(Array.from({ length: CONCURRENCY }, async (_, lane) => {
@@ -429,7 +431,7 @@ async function run(count: number, kinds: Kind[], every: number, restartEvery = 0
     }
     samples.push(await sample(done));
     const last = samples.at(-1)!;
-    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count}: rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length}`);
+    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count} at ${((performance.now() - started) / 1000).toFixed(0)} s (${(chunk / ((performance.now() - chunkStarted) / 60_000)).toFixed(0)} sessions/min): rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length}`);
   }
   return { samples, byKind, restarts };
 }
