@@ -94,6 +94,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     let closedInConversation = 0;
     let interrupted = 0;
     let connectResets = 0;
+    let stopped = false;
     const samples: Array<{ done: number; kb: number; recycled: number }> = [];
     const recycledCount = () => gateway.logs.filter((l) => l.msg === 'recycled worker drained and exited').length;
     const mac = (i: number) => `02:00:00:00:0f:${i.toString(16).padStart(2, '0')}`;
@@ -101,7 +102,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     const device = async (i: number) => {
       let d: RawDevice | undefined;
       let inConversation = false;
-      while (done < SESSIONS) {
+      while (done < SESSIONS && !stopped) {
         if (!d || !d.mqtt.connected) {
           if (d) reconnects++;
           let dev: RawDevice;
@@ -141,7 +142,27 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
       await d?.close();
     };
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: DEVICES }, (_, i) => device(i)));
+    // A worker that dies fails the test at once, with its log lines, instead of leaving the devices
+    // to retry against a gateway that lost them.
+    const deaths = () => gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining');
+    let watching = true;
+    const watchdog = new Promise<never>((_, reject) => {
+      const check = () => {
+        if (!watching) return;
+        if (deaths().length > 0) {
+          watching = false;
+          return reject(new Error(`a worker died after ${done} sessions: ${deaths().map((l) => JSON.stringify(l)).join('; ')}`));
+        }
+        setTimeout(check, 500);
+      };
+      check();
+    });
+    try {
+      await Promise.race([Promise.all(Array.from({ length: DEVICES }, (_, i) => device(i))), watchdog]);
+    } finally {
+      watching = false;
+      stopped = true;  // ends the device loops left running when the watchdog fired
+    }
     const seconds = (performance.now() - t0) / 1000;
 
     // Flat: the slope of the mean RSS of each whole recycle cycle (between two completed recycles:
