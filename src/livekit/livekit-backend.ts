@@ -58,16 +58,17 @@ export class LivekitAgentBackend implements AgentBackend {
   }
 
   /**
-   * The open sessions: room, agent, connection state, and whether the agent's audio is subscribed
-   * (agentAudio: what the agent says reaches the device) (operations, tests).
+   * The open sessions: room, agent, connection state, connection losses ridden out, and whether the
+   * agent's audio is subscribed (agentAudio: what the agent says reaches the device) (operations, tests).
    */
-  sessions(): Array<{ sessionId: string; deviceId: string; room: string; agent: string | undefined; connectionState: number; agentAudio: boolean }> {
+  sessions(): Array<{ sessionId: string; deviceId: string; room: string; agent: string | undefined; connectionState: number; reconnects: number; agentAudio: boolean }> {
     return [...this.#sessions].map((s) => ({
       sessionId: s.info.sessionId,
       deviceId: s.info.deviceId,
       room: s.roomName,
       agent: s.agentIdentity,
       connectionState: s.connectionState,
+      reconnects: s.reconnects,
       agentAudio: s.agentAudio,
     }));
   }

@@ -171,6 +171,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #listenMode: ListenMode = 'auto';
   #reconnecting = false;
   #lastReconnectAt = -Infinity;
+  #reconnects = 0;
   #everHadAgent = false;
   #ending = false;
   /** open() completed. */
@@ -338,6 +339,11 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
 
   get agentIdentity(): string | undefined {
     return this.#agent?.identity;
+  }
+
+  /** Connection losses this session has been through (each one held its microphone audio). */
+  get reconnects(): number {
+    return this.#reconnects;
   }
 
   get connectionState(): ConnectionState {
@@ -632,6 +638,7 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   #onReconnecting(): void {
     if (this.#closed) return;
     this.#reconnecting = true;
+    this.#reconnects++;
     this.#stats.reconnects++;
     this.#uplink.pause();
     this.#log.warn({ room: this.roomName }, 'LiveKit connection lost: reconnecting (microphone audio held, bounded)');
