@@ -144,7 +144,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     const t0 = performance.now();
     // A worker that dies fails the test at once, with its log lines, instead of leaving the devices
     // to retry against a gateway that lost them.
-    const deaths = () => gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining');
+    const deaths = () => gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining' || l.level === 60);
     let watching = true;
     const watchdog = new Promise<never>((_, reject) => {
       const check = () => {
@@ -181,14 +181,13 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}`, () =
     const xs = whole.map((c) => mean(c.x));
     const ys = whole.map((c) => mean(c.kb));
     const perSessionKb = whole.length >= 2 ? slope(xs, ys) : NaN;
-    const died = gateway.logs.filter((l) => l.msg === 'worker died' || l.msg === 'recycled worker died while draining' || l.level === 60);
     console.log(
       `livekit recycle: ${done} sessions in ${seconds.toFixed(0)} s, K ${RECYCLE_AFTER}, ${recycledCount()} recycles drained, ` +
       `${reconnects} reconnects (${connectResets} connects reset, retried), ${interrupted} hellos crossed a drain; total RSS ${(samples[0]!.kb / 1024).toFixed(0)} → ${(samples.at(-1)!.kb / 1024).toFixed(0)} MB ` +
       `(max ${(Math.max(...samples.map((s) => s.kb)) / 1024).toFixed(0)}); cycle means in the last 60 % ${ys.map((y) => (y / 1024).toFixed(0)).join(', ')} MB; slope ${perSessionKb.toFixed(1)} KB per session`,
     );
     if (process.env.XIAOZHI_TEST_DEBUG) console.log(gateway.logs.filter((l) => /recycl|replacement|drain|stopping/.test(String(l.msg))).map((l) => JSON.stringify(l)).join("\n"));
-    expect(died, 'no worker died').toEqual([]);
+    expect(deaths(), 'no worker died').toEqual([]);
     expect(closedInConversation, 'no device closed during a conversation').toBe(0);
     expect(whole.length, 'whole recycle cycles in the last 60 % of the run').toBeGreaterThanOrEqual(MIN_CYCLES);
     expect(perSessionKb, 'RSS slope per session over whole cycles').toBeLessThanOrEqual(MAX_SLOPE_KB);
