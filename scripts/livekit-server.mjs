@@ -184,6 +184,11 @@ async function startOnce(options) {
       `  udp_port: ${udpPort}`,
       '  node_ip: 127.0.0.1',
       '  use_external_ip: false',
+      // Without STUN servers of its own the server hands clients Google's (stun.l.google.com):
+      // every PeerConnection then resolves those names, and with no route out (CI) each lookup
+      // holds a resolver thread for 5–10 s. An address on loopback needs no lookup.
+      '  stun_servers:',
+      '    - 127.0.0.1:3478',
       'keys:',
       `  ${DEV_API_KEY}: ${DEV_API_SECRET}`,
       'logging:',
