@@ -23,6 +23,7 @@ import { TestAgentWorker } from './helpers/livekit-agent.js';
 import { agentSpeech, deviceSpeech, startLivekit, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
 import { RawDevice } from './helpers/raw-device.js';
+import { metricSamples as samples, metricSum as sum } from './helpers/metrics-text.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const AGENT = 'xiaozhi-admission-agent';
@@ -50,16 +51,6 @@ async function metrics(): Promise<string> {
   return res.text();
 }
 
-function samples(text: string, name: string): Array<{ labels: Record<string, string>; value: number }> {
-  const out: Array<{ labels: Record<string, string>; value: number }> = [];
-  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
-    out.push({ labels: Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!])), value: Number(m[2]) });
-  }
-  return out;
-}
-
-const sum = (text: string, name: string, pred: (l: Record<string, string>) => boolean = () => true) =>
-  samples(text, name).filter((s) => pred(s.labels)).reduce((a, s) => a + s.value, 0);
 
 /** Cumulative bucket counts of xiaozhi_event_loop_delay_seconds, by upper bound. */
 function loopBuckets(text: string): Map<number, number> {

@@ -20,6 +20,7 @@ import { TestAgentWorker, type TestAgent } from './helpers/livekit-agent.js';
 import { agentSpeech, deviceSpeech, startLivekit, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
 import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
+import { metricSum as sum } from './helpers/metrics-text.js';
 import { RawDevice } from './helpers/raw-device.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -94,16 +95,6 @@ async function metrics(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${http}/metrics`);
   expect(res.status).toBe(200);
   return res.text();
-}
-
-/** Sum of a metric's samples whose labels include `match`. */
-function sum(text: string, name: string, match: Record<string, string> = {}): number {
-  let total = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
-    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(match).every(([k, v]) => labels[k] === v)) total += Number(m[2]);
-  }
-  return total;
 }
 
 /**

@@ -11,6 +11,7 @@ import { speechPackets } from './helpers/fixtures.js';
 import { startGatewayProcess, type GatewayProcess, type LogLine, type WorkersReadyLine } from './helpers/gateway-process.js';
 import { echoTurn, expectWholeEcho } from './helpers/echo-turn.js';
 import { RawDevice } from './helpers/raw-device.js';
+import { metricSamples as samples } from './helpers/metrics-text.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEVICES = 20;
@@ -38,15 +39,6 @@ async function metrics(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${http}/metrics`);
   expect(res.status).toBe(200);
   return res.text();
-}
-
-function samples(text: string, name: string): Array<{ labels: Record<string, string>; value: number }> {
-  const out: Array<{ labels: Record<string, string>; value: number }> = [];
-  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
-    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
-    out.push({ labels, value: Number(m[2]) });
-  }
-  return out;
 }
 
 const waitLog = (pred: (l: LogLine) => boolean, timeoutMs: number) => gateway.waitLog(pred, timeoutMs, 'a log line');
