@@ -77,6 +77,12 @@ export const configSchema = z
      * replacement starts at once on one spare UDP port. Runs the supervisor even with one worker.
      */
     recycleAfterSessions: z.number().int().min(0).default(0),
+    /**
+     * With recycling on: a worker is also recycled once @livekit/rtc-node retains this many audio
+     * sources of closed sessions (rooms the server ended: each keeps a thread waking every 10 ms,
+     * ≈ 0.26 % of a core; src/livekit/rtc-retention.ts), however few sessions it has had. 0: off.
+     */
+    recycleRetainedSources: z.number().int().min(0).default(50),
     /** How long a recycled worker waits for its devices' conversations to end before it says goodbye to the rest. */
     recycleDrainS: z.number().int().min(1).max(86400).default(600),
     /**
@@ -162,6 +168,7 @@ export const CONFIG_SOURCES: ReadonlyArray<{ key: keyof GatewayConfigInput; flag
   { key: 'maxSessions', flag: '--max-sessions', env: 'XIAOZHI_MAX_SESSIONS', kind: 'number' },
   { key: 'workers', flag: '--workers', env: 'XIAOZHI_WORKERS', kind: 'number|auto' },
   { key: 'recycleAfterSessions', flag: '--recycle-after-sessions', env: 'XIAOZHI_RECYCLE_AFTER_SESSIONS', kind: 'number' },
+  { key: 'recycleRetainedSources', flag: '--recycle-retained-sources', env: 'XIAOZHI_RECYCLE_RETAINED_SOURCES', kind: 'number' },
   { key: 'recycleDrainS', flag: '--recycle-drain-s', env: 'XIAOZHI_RECYCLE_DRAIN_S', kind: 'number' },
   { key: 'publicMqttPort', flag: '--public-mqtt-port', env: 'XIAOZHI_PUBLIC_MQTT_PORT', kind: 'number' },
   { key: 'redisUrl', flag: '--redis-url', env: 'XIAOZHI_REDIS_URL', kind: 'string' },

@@ -467,6 +467,11 @@ export class Gateway {
     this.#counters.set(name, (this.#counters.get(name) ?? 0) + n);
   }
 
+  /** Native objects the agent backend's library keeps after their sessions closed (AgentBackend.retainedNative). */
+  retainedNative(): number {
+    return this.#agents.retainedNative?.() ?? 0;
+  }
+
   counters(): Record<string, number> {
     const s = this.#udp.stats;
     const b = this.#broker.stats();

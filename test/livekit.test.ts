@@ -322,7 +322,7 @@ describe('DownlinkGate: the agent audio that is a turn for the device', () => {
 });
 
 describe('LiveKit metrics (xiaozhi_livekit_*)', () => {
-  it('exports the backend stats: open objects, join histogram, events, endings, drops', async () => {
+  it('exports the backend stats: open objects, retained audio sources, join histogram, events, endings, drops', async () => {
     const st = { ...newLivekitStats(), ffiListeners: 3 };
     st.rooms = 2;
     st.connects = 3;
@@ -332,8 +332,9 @@ describe('LiveKit metrics (xiaozhi_livekit_*)', () => {
     st.endings = { device: 5, server_ROOM_DELETED: 2 };
     st.connectSeconds = { buckets: [0, 1, 2, 0, 0, 0, 0, 0, 0, 0], sum: 0.5, count: 3 };
     const registry = new client.Registry();
-    registerLivekitMetrics(registry, () => st);
+    registerLivekitMetrics(registry, () => st, () => 6);
     const text = await registry.metrics();
+    expect(text).toContain('xiaozhi_livekit_retained_audio_sources 6');
     expect(text).toContain('xiaozhi_livekit_open{object="rooms"} 2');
     expect(text).toContain('xiaozhi_livekit_open{object="ffi_listeners"} 3');
     expect(text).toContain('xiaozhi_livekit_join_seconds_bucket{le="0.1"} 1');

@@ -64,4 +64,9 @@ export interface AgentBackend {
   close(): Promise<void>;
   /** Adds the backend's own metrics to the gateway's Prometheus registry (optional). */
   registerMetrics?(registry: Registry): void;
+  /**
+   * Native objects the backend's library keeps after their sessions closed, which only a new
+   * process gives back (rtc-node: audio sources of rooms the server ended). Optional; 0 if absent.
+   */
+  retainedNative?(): number;
 }

@@ -49,8 +49,11 @@ export type WorkerToPrimary =
   | { type: 'xiaozhi:device-disconnected'; clientId: string; connectionId: number }
   | { type: 'xiaozhi:firmware'; mac: string; version: string }
   | { type: 'xiaozhi:metrics-request'; id: number }
-  /** This worker has accepted `sessions` audio sessions, at least --recycle-after-sessions: replace it. */
-  | { type: 'xiaozhi:recycle-request'; sessions: number }
+  /**
+   * Replace this worker: it has accepted `sessions` audio sessions (at least --recycle-after-sessions),
+   * or rtc-node retains `retained` audio sources of closed sessions (at least --recycle-retained-sources).
+   */
+  | { type: 'xiaozhi:recycle-request'; sessions: number; retained: number }
   /** GET /devices or POST /devices/{id}/messages on this worker, without Redis: ask every worker. */
   | { type: 'xiaozhi:directory-request'; id: number; question: DirectoryQuestion }
   | { type: 'xiaozhi:directory-answer'; id: number; devices?: DirectoryEntry[]; result?: DeliveryResult }

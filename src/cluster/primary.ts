@@ -65,7 +65,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
   registry.setDefaultLabels({ service: 'xiaozhi-gateway' });
   const restarts = new client.Counter({ name: 'xiaozhi_worker_restarts_total', help: 'Gateway workers restarted after they died.', registers: [registry] });
   const deaths = new client.Counter({ name: 'xiaozhi_worker_deaths_total', help: 'Gateway workers that died, by exit code or signal.', labelNames: ['cause'], registers: [registry] });
-  const recycles = new client.Counter({ name: 'xiaozhi_worker_recycles_total', help: 'Gateway workers replaced after --recycle-after-sessions sessions, by how the old one ended (drained: exited 0).', labelNames: ['outcome'], registers: [registry] });
+  const recycles = new client.Counter({ name: 'xiaozhi_worker_recycles_total', help: 'Gateway workers replaced after --recycle-after-sessions sessions (or --recycle-retained-sources audio sources rtc-node kept), by how the old one ended (drained: exited 0).', labelNames: ['outcome'], registers: [registry] });
   new client.Gauge({
     name: 'xiaozhi_workers', help: 'Gateway workers running and ready, and configured.', labelNames: ['state'], registers: [registry],
     collect() {
@@ -146,7 +146,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
         }
         break;
       case 'xiaozhi:recycle-request':
-        recycle(slot, m.sessions);
+        recycle(slot, m.sessions, m.retained);
         break;
       case 'xiaozhi:start-failed':
         startError ??= Object.assign(new Error(m.error), m.code ? { code: m.code } : {});
@@ -192,7 +192,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
 
   // One worker recycles at a time: its replacement starts on the spare UDP port; when that one is
   // ready the old one drains, and its port becomes the spare once it has exited.
-  const recycle = (slot: Slot, sessions: number): void => {
+  const recycle = (slot: Slot, sessions: number, retained: number): void => {
     if (state !== 'running' || slot.retiring || slots[slot.index] !== slot || !slot.ports || retiring.length > 0) return;
     const replacement = newSlot(slot.index, sparePort);
     sparePort = config.udpPort === 0 ? 0 : slot.udpPort;
@@ -200,7 +200,7 @@ export async function runPrimary(config: GatewayConfig): Promise<number> {
     retiring.push(slot);
     replacement.replaces = slot;
     slots[slot.index] = replacement;
-    logger.info({ worker: slot.index, pid: slot.pid, sessions, udp: replacement.udpPort }, 'recycling a worker: starting its replacement, then draining it');
+    logger.info({ worker: slot.index, pid: slot.pid, sessions, retained, udp: replacement.udpPort }, 'recycling a worker: starting its replacement, then draining it');
     fork(replacement);
   };
 

@@ -177,18 +177,21 @@ export async function runWorker(config: GatewayConfig): Promise<never> {
   process.on('unhandledRejection', fatal('unhandledRejection'));
   send({ type: 'xiaozhi:ready', ports: gw.ports, pid: process.pid });
 
-  // Recycling (--recycle-after-sessions K): once this worker has accepted K sessions it asks the
-  // primary for a replacement (again every RECYCLE_ASK_MS while another worker is draining: one
-  // at a time, on the one spare UDP port).
+  // Recycling (--recycle-after-sessions K): once this worker has accepted K sessions, or rtc-node
+  // retains --recycle-retained-sources audio sources of closed sessions (src/livekit/rtc-retention.ts),
+  // it asks the primary for a replacement (again every RECYCLE_ASK_MS while another worker is
+  // draining: one at a time, on the one spare UDP port).
   let draining = false;
   let recycleTimer: ReturnType<typeof setInterval> | undefined;
   if (config.recycleAfterSessions > 0) {
     let askedAt = -Infinity;
     recycleTimer = setInterval(() => {
       const sessions = gw.counters().hello_accepted ?? 0;
-      if (draining || sessions < config.recycleAfterSessions || Date.now() - askedAt < RECYCLE_ASK_MS) return;
+      const retained = config.recycleRetainedSources > 0 ? gw.retainedNative() : 0;
+      const due = sessions >= config.recycleAfterSessions || (config.recycleRetainedSources > 0 && retained >= config.recycleRetainedSources);
+      if (draining || !due || Date.now() - askedAt < RECYCLE_ASK_MS) return;
       askedAt = Date.now();
-      send({ type: 'xiaozhi:recycle-request', sessions });
+      send({ type: 'xiaozhi:recycle-request', sessions, retained });
     }, RECYCLE_CHECK_MS);
     recycleTimer.unref();
   }

@@ -7,6 +7,7 @@ import type { GatewayConfig } from '../config.js';
 import { registerLivekitMetrics, type LivekitStats } from '../metrics/livekit.js';
 import { ffiListenerCount } from './ffi-release.js';
 import { LivekitSession, newLivekitStats, type LivekitSessionOptions } from './livekit-session.js';
+import { retainedAudioSources } from './rtc-retention.js';
 
 export type LivekitBackendOptions = LivekitSessionOptions;
 
@@ -78,9 +79,14 @@ export class LivekitAgentBackend implements AgentBackend {
     return { ...this.#stats, ffiListeners: ffiListenerCount() };
   }
 
+  /** Audio sources rtc-node keeps after their sessions closed (rooms the server ended; see rtc-retention.ts); 0 where not measurable. */
+  retainedNative(): number {
+    return retainedAudioSources(this.#stats.sources) ?? 0;
+  }
+
   /** xiaozhi_livekit_* metrics (src/metrics/livekit.ts) in the gateway's registry. */
   registerMetrics(registry: Registry): void {
-    registerLivekitMetrics(registry, () => this.stats());
+    registerLivekitMetrics(registry, () => this.stats(), () => retainedAudioSources(this.#stats.sources));
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 // LiveKit bridge metrics (agent 'livekit'), computed at scrape time from the backend's stats():
-// live native objects, rooms open, join time, reconnects, FFI errors, sessions by ending, and audio
+// live native objects, audio sources rtc-node retains, rooms open, join time, reconnects, FFI errors, sessions by ending, and audio
 // dropped on either side of the bridge. The stats' shape and the join-time buckets live here, so the
 // LiveKit code (src/livekit/) fills in what this file defines, and metrics import nothing above them.
 import type { Registry } from 'prom-client';
@@ -33,11 +33,15 @@ export interface LivekitStats {
 /** Upper bounds (s) of the join-time histogram buckets. */
 export const CONNECT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-export function registerLivekitMetrics(registry: Registry, stats: () => LivekitStats & { ffiListeners: number }): void {
+export function registerLivekitMetrics(registry: Registry, stats: () => LivekitStats & { ffiListeners: number }, retainedSources: () => number | null): void {
   const add = (m: ScrapeMetric) => registry.registerMetric(m as unknown as import('prom-client').Metric);
   add(new ScrapeMetric('xiaozhi_livekit_open', 'Live LiveKit objects: sessions, rooms, audio sources, local tracks, agent audio streams, FFI event-bus listeners (all 0 with no session).', 'gauge', () => {
     const s = stats();
     return (['sessions', 'rooms', 'sources', 'tracks', 'streams', 'ffiListeners'] as const).map((object) => ({ value: s[object], labels: { object: object === 'ffiListeners' ? 'ffi_listeners' : object } }));
+  }));
+  add(new ScrapeMetric('xiaozhi_livekit_retained_audio_sources', 'Audio sources @livekit/rtc-node keeps after their session closed (rooms the server ended), each with a capture thread waking every 10 ms; workers are recycled on it (--recycle-retained-sources). Absent where not measurable (no /proc).', 'gauge', () => {
+    const n = retainedSources();
+    return n === null ? [] : [{ value: n, labels: {} }];
   }));
   add(new ScrapeMetric('xiaozhi_livekit_join_seconds', 'Time to join a LiveKit room (connect + microphone published).', 'histogram', () => {
     const h = stats().connectSeconds;
