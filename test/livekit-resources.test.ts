@@ -14,12 +14,9 @@
 // (5 000 sessions). XIAOZHI_LK_RESOURCE_PER_KIND=<n>: also n sessions of each ending alone, with
 // its own slope (diagnosis). Needs MALLOC_ARENA_MAX=2 in the environment the worker started with
 // (vitest.config.ts sets it): glibc's per-thread arenas otherwise grow RSS with the FFI's threads.
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Room, RoomEvent } from '@livekit/rtc-node';
@@ -30,16 +27,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Gateway } from '../src/gateway.js';
 import { LivekitAgentBackend, type LivekitBackendOptions } from '../src/livekit/livekit-backend.js';
+import { audioSourceThreads } from '../src/livekit/rtc-retention.js';
 import { detachRoom, dropFfiLogEvents, ffiClient, ffiListenerCount, ffiLogEventsDropped, roomFfiListener } from '../src/livekit/ffi-release.js';
 import type { LivekitSession } from '../src/livekit/livekit-session.js';
 import type { LivekitStats } from '../src/metrics/livekit.js';
+import { AgentProcess } from './helpers/livekit-agent-processes.js';
 import { deviceSpeech, startLivekit, streamPackets, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
 import { describeShare, machineShared, measureMachineShare } from './helpers/livekit-machine.js';
 import { RawDevice, type HelloReply } from './helpers/raw-device.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-const here = dirname(fileURLToPath(import.meta.url));
 const SESSIONS = Number(process.env.XIAOZHI_LK_RESOURCE_SESSIONS ?? 300);
 const PER_KIND = Number(process.env.XIAOZHI_LK_RESOURCE_PER_KIND ?? 0);
 // The target: ≤ 50 KB of RSS per session beyond what @livekit/rtc-node keeps by itself. rtc-node
@@ -67,53 +65,6 @@ const blackholeSockets = new Set<Socket>();
 let blackholePort = 0;
 let blackholeAccepted = 0;
 let refusedPort = 0;
-
-/** Stand-in agents in a child process (their Rooms are not in the measured process). */
-class AgentProcess {
-  readonly #child: ChildProcess;
-  readonly #pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  #next = 1;
-  readonly ready: Promise<void>;
-
-  constructor() {
-    this.#child = fork(join(here, 'helpers', 'livekit-agent-process.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_ENV: 'production' } });
-    this.ready = new Promise((resolve, reject) => {
-      this.#child.once('error', reject);
-      this.#child.on('message', (m: { ready?: boolean; id?: number; ok?: boolean; error?: string; value?: unknown }) => {
-        if (m.ready) return resolve();
-        const p = this.#pending.get(m.id!);
-        if (!p) return;
-        this.#pending.delete(m.id!);
-        if (m.ok) p.resolve(m.value);
-        else p.reject(new Error(`agent process: ${m.error}`));
-      });
-    });
-  }
-
-  request(cmd: string, extra: Record<string, unknown> = {}): Promise<unknown> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#child.send({ id, cmd, ...extra });
-    });
-  }
-
-  join(room: string): Promise<unknown> {
-    return this.request('join', { room, url: server.url, apiKey: server.apiKey, apiSecret: server.apiSecret });
-  }
-
-  leave(room: string): Promise<unknown> {
-    return this.request('leave', { room });
-  }
-
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null) return;
-    const exited = new Promise((r) => this.#child.once('exit', r));
-    await Promise.race([this.request('exit'), sleep(10_000)]).catch(() => {});
-    await Promise.race([exited, sleep(2000)]);
-    if (this.#child.exitCode === null) this.#child.kill('SIGKILL');
-  }
-}
 
 // --- backends: one per configuration; stats summed over all of them ---
 
@@ -350,6 +301,18 @@ function fdKinds(): Record<string, number> {
   return out;
 }
 
+/** This process's threads by name (the FFI's and libwebrtc's threads are named), for the progress lines. */
+function threadNames(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+      out[name] = (out[name] ?? 0) + 1;
+    } catch {}
+  }
+  return out;
+}
+
 /** No session open; `rooms` too: a join that timed out can stay under way in the FFI for ~15 s more. */
 async function settle(rooms = false): Promise<void> {
   await waitUntil(() => totals().sessions === 0 && (!rooms || totals().rooms === 0), 60_000, 'every session (and room) to be released').catch(() => {});
@@ -431,7 +394,7 @@ async function run(count: number, kinds: Kind[], every: number, restartEvery = 0
     }
     samples.push(await sample(done));
     const last = samples.at(-1)!;
-    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count} at ${((performance.now() - started) / 1000).toFixed(0)} s (${(chunk / ((performance.now() - chunkStarted) / 60_000)).toFixed(0)} sessions/min): rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length}`);
+    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count} at ${((performance.now() - started) / 1000).toFixed(0)} s (${(chunk / ((performance.now() - chunkStarted) / 60_000)).toFixed(0)} sessions/min): rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length} threads ${JSON.stringify(threadNames())}`);
   }
   return { samples, byKind, restarts };
 }
@@ -450,7 +413,7 @@ const handles = () => handleList().length - blackholeSockets.size;
 beforeAll(async () => {
   server = await startLivekit();
   rooms = new RoomServiceClient(server.httpUrl, server.apiKey, server.apiSecret);
-  agents = new AgentProcess();
+  agents = new AgentProcess(server);
   await agents.ready;
   // Accepts and never answers: a LiveKit URL whose join times out.
   blackhole = createServer((sock) => {
@@ -502,6 +465,33 @@ afterAll(async () => {
 });
 
 describe('rtc-node contract (internals src/livekit relies on)', () => {
+  // Upstream (rtc-node 1.1.0, FFI 0.12.73): src/livekit/rtc-retention.ts. When this fails because the
+  // source is freed, rtc-node has fixed it: --recycle-retained-sources and the README can say so.
+  it('a session whose room the server deleted leaves its AudioSource (and capture thread) in rtc-node after close(); one the device ended does not; retainedNative() counts it', async () => {
+    const threads = () => audioSourceThreads()!;
+    expect(threads(), 'this platform names its threads in /proc').not.toBeNull();
+    await settle(true);
+    const before = threads();
+    const retainedBefore = main.retainedNative();
+
+    const byDevice = (await main.createSession(info())) as LivekitSession;
+    for (let k = 0; k < 3; k++) byDevice.pushAudio(pcm, 16000);
+    expect(threads()).toBe(before + 1);
+    await byDevice.close('device goodbye');
+    await waitUntil(() => threads() === before, 5000, "the device-ended session's capture thread to end");
+
+    const deleted = (await main.createSession(info())) as LivekitSession;
+    for (let k = 0; k < 3; k++) deleted.pushAudio(pcm, 16000);
+    const ended = waitEnd(deleted, 15_000);
+    await rooms.deleteRoom(deleted.roomName);
+    expect(await ended).not.toBeNull();
+    await deleted.close('room deleted');
+    expect(totals().sources).toBe(0);
+    await sleep(2000);
+    expect(threads(), 'the deleted room\'s capture thread is still there (rtc-node keeps the source)').toBe(before + 1);
+    expect(main.retainedNative()).toBe(retainedBefore + 1);
+  });
+
   it('a room the server ended keeps its FfiClient listener (Room#onFfiEvent) until detachRoom(); disconnect() does not remove it', async () => {
     const at = new AccessToken(server.apiKey, server.apiSecret, { identity: 'contract' });
     const name = `contract-${randomUUID()}`;
