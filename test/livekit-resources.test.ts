@@ -11,7 +11,9 @@
 // event-bus listeners back to 0, active handles flat, every backend counter back to 0.
 //
 // CI: XIAOZHI_LK_RESOURCE_SESSIONS (default 300). Full run: `npm run test:livekit-resources`
-// (5 000 sessions). XIAOZHI_LK_RESOURCE_PER_KIND=<n>: also n sessions of each ending alone, with
+// (1 000 sessions: one process slows down with the audio sources rtc-node retains for deleted rooms,
+// src/livekit/rtc-retention.ts; the 5 000-session run goes through recycling workers,
+// test/livekit-recycle.test.ts). XIAOZHI_LK_RESOURCE_PER_KIND=<n>: also n sessions of each ending alone, with
 // its own slope (diagnosis). Needs MALLOC_ARENA_MAX=2 in the environment the worker started with
 // (vitest.config.ts sets it): glibc's per-thread arenas otherwise grow RSS with the FFI's threads.
 import { randomUUID } from 'node:crypto';
