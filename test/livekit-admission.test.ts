@@ -51,7 +51,6 @@ async function metrics(): Promise<string> {
   return res.text();
 }
 
-
 /** Cumulative bucket counts of xiaozhi_event_loop_delay_seconds, by upper bound. */
 function loopBuckets(text: string): Map<number, number> {
   return new Map(samples(text, 'xiaozhi_event_loop_delay_seconds_bucket').map((s) => [s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value]));

@@ -17,7 +17,7 @@
 // its own slope (diagnosis). Needs MALLOC_ARENA_MAX=2 in the environment the worker started with
 // (vitest.config.ts sets it): glibc's per-thread arenas otherwise grow RSS with the FFI's threads.
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -29,9 +29,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Gateway } from '../src/gateway.js';
 import { LivekitAgentBackend, type LivekitBackendOptions } from '../src/livekit/livekit-backend.js';
-import { audioSourceThreads } from '../src/livekit/rtc-retention.js';
 import { detachRoom, dropFfiLogEvents, ffiClient, ffiListenerCount, ffiLogEventsDropped, roomFfiListener } from '../src/livekit/ffi-release.js';
 import type { LivekitSession } from '../src/livekit/livekit-session.js';
+import { audioSourceThreads, threadsByName } from '../src/livekit/rtc-retention.js';
 import type { LivekitStats } from '../src/metrics/livekit.js';
 import { AgentProcess } from './helpers/livekit-agent-processes.js';
 import { deviceSpeech, startLivekit, streamPackets, waitUntil, type LivekitServerHandle } from './helpers/livekit-harness.js';
@@ -303,18 +303,6 @@ function fdKinds(): Record<string, number> {
   return out;
 }
 
-/** This process's threads by name (the FFI's and libwebrtc's threads are named), for the progress lines. */
-function threadNames(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
-      out[name] = (out[name] ?? 0) + 1;
-    } catch {}
-  }
-  return out;
-}
-
 /** No session open; `rooms` too: a join that timed out can stay under way in the FFI for ~15 s more. */
 async function settle(rooms = false): Promise<void> {
   await waitUntil(() => totals().sessions === 0 && (!rooms || totals().rooms === 0), 60_000, 'every session (and room) to be released').catch(() => {});
@@ -396,7 +384,7 @@ async function run(count: number, kinds: Kind[], every: number, restartEvery = 0
     }
     samples.push(await sample(done));
     const last = samples.at(-1)!;
-    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count} at ${((performance.now() - started) / 1000).toFixed(0)} s (${(chunk / ((performance.now() - chunkStarted) / 60_000)).toFixed(0)} sessions/min): rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length} threads ${JSON.stringify(threadNames())}`);
+    if (process.env.XIAOZHI_LK_RESOURCE_PROGRESS) console.log(`progress ${done}/${count} at ${((performance.now() - started) / 1000).toFixed(0)} s (${(chunk / ((performance.now() - chunkStarted) / 60_000)).toFixed(0)} sessions/min): rss ${(last.rss / 1048576).toFixed(1)} MB heap ${(last.heap / 1048576).toFixed(1)} MB fds ${last.fds} ${JSON.stringify(fdKinds())} ffi ${ffiListenerCount()} failures ${failures.length} threads ${JSON.stringify(threadsByName())}`);
   }
   return { samples, byKind, restarts };
 }

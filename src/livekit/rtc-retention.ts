@@ -16,23 +16,30 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** libwebrtc's name for an AudioSource's capture task queue, as the kernel keeps it (15 characters). */
 const CAPTURE_THREAD = 'AudioSourceCapt';
 
-/** Threads of this process that are AudioSource capture queues; null where /proc is not available. */
-export function audioSourceThreads(): number | null {
+/** This process's threads by name (libwebrtc and the FFI name theirs); null where /proc is not available. */
+export function threadsByName(): Record<string, number> | null {
   let tasks: string[];
   try {
     tasks = readdirSync('/proc/self/task');
   } catch {
     return null;
   }
-  let n = 0;
+  const out: Record<string, number> = {};
   for (const t of tasks) {
     try {
-      if (readFileSync(`/proc/self/task/${t}/comm`, 'utf8').startsWith(CAPTURE_THREAD)) n++;
+      const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+      out[name] = (out[name] ?? 0) + 1;
     } catch {
       // the thread ended while we read
     }
   }
-  return n;
+  return out;
+}
+
+/** Threads of this process that are AudioSource capture queues; null where /proc is not available. */
+export function audioSourceThreads(): number | null {
+  const names = threadsByName();
+  return names === null ? null : (names[CAPTURE_THREAD] ?? 0);
 }
 
 /** Audio sources rtc-node still holds beyond the `open` ones sessions own; null where not measurable. */

@@ -1,6 +1,6 @@
 // LiveKit bridge metrics (agent 'livekit'), computed at scrape time from the backend's stats():
-// live native objects, audio sources rtc-node retains, rooms open, join time, reconnects, FFI errors, sessions by ending, and audio
-// dropped on either side of the bridge. The stats' shape and the join-time buckets live here, so the
+// live native objects, audio sources rtc-node retains, rooms open, join time, reconnects, FFI
+// errors, sessions by ending, and audio dropped on either side of the bridge. The stats' shape and the join-time buckets live here, so the
 // LiveKit code (src/livekit/) fills in what this file defines, and metrics import nothing above them.
 import type { Registry } from 'prom-client';
 import { ScrapeMetric } from './prometheus.js';
