@@ -187,15 +187,19 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
     // frames an admitted session lost while it ran, so they are reported, not judged.
     const drops = samples(last, 'xiaozhi_drops_total').filter((s) => s.value > 0 && s.labels.reason !== 'closed_stream').map((s) => `${s.labels.reason}=${s.value}`);
     const closedAtEnd = sum(last, 'xiaozhi_drops_total', (l) => l.reason === 'closed_stream');
-    const lkDrops = samples(last, 'xiaozhi_livekit_dropped_frames_total').filter((s) => s.value > 0 && s.labels.direction !== 'uplink_shed').map((s) => `${s.labels.direction}=${s.value}`);
+    const lkDrops = samples(last, 'xiaozhi_livekit_dropped_frames_total').filter((s) => s.value > 0 && !s.labels.direction!.startsWith('uplink_shed')).map((s) => `${s.labels.direction}=${s.value}`);
     const shed = sum(last, 'xiaozhi_livekit_dropped_frames_total', (l) => l.direction === 'uplink_shed');
+    const shedSpeech = sum(last, 'xiaozhi_livekit_dropped_frames_total', (l) => l.direction === 'uplink_shed_speech');
+    // The gateway's own account of each loss (a warning per session, at most one per 10 s).
+    const dropWarnings = logs.filter((l) => /microphone audio dropped/.test(String(l.msg))).map((l) => JSON.stringify({ frames: l.frames, bufferedMs: l.bufferedMs, sourceQueuedMs: l.sourceQueuedMs, captureWaitMs: l.captureWaitMs, paused: l.paused }));
     const loop = p99Between(loopBuckets(start), loopBuckets(last));
     const errors = logs.filter((l) => (l.level ?? 0) >= 50);
-    console.log(
+    const summary =
       `${SECONDS} s, ${OFFERED} devices for a cap of ${CAPACITY}: ${tally.hellos} hellos, ${tally.admitted} admitted, ${tally.refused} refused (${JSON.stringify(byReason)}), at most ${maxSessions} sessions open; ` +
-        `event-loop delay p99 ≤ ${loop.p99 * 1000} ms, worst ≤ ${loop.max * 1000} ms (${loop.count} samples); drops: ${drops.join(' ') || 'none'} (queued at a session's end: ${closedAtEnd}); LiveKit drops: ${lkDrops.join(' ') || 'none'} (uplink frames shed for standing latency: ${shed}); ` +
-        `admitted sessions with no downlink heard: ${tally.noDownlink}; ${describeShare(machine)}; lane failures: ${tally.failures.length}${tally.failures.length ? ` (${tally.failures.slice(0, 3).join(' | ')})` : ''}`,
-    );
+        `event-loop delay p99 ≤ ${loop.p99 * 1000} ms, worst ≤ ${loop.max * 1000} ms (${loop.count} samples); drops: ${drops.join(' ') || 'none'} (queued at a session's end: ${closedAtEnd}); LiveKit drops: ${lkDrops.join(' ') || 'none'} (uplink frames shed for standing latency: ${shed} quiet, ${shedSpeech} speech); ` +
+        `admitted sessions with no downlink heard: ${tally.noDownlink}; ${describeShare(machine)}; lane failures: ${tally.failures.length}${tally.failures.length ? ` (${tally.failures.slice(0, 3).join(' | ')})` : ''}` +
+      (dropWarnings.length ? `; drop warnings: ${dropWarnings.slice(0, 5).join(' ')}` : '');
+    console.log(summary);
     expect(gateway.exit, 'the gateway exited').toBeNull();
     expect(errors.map((l) => `${l.msg} ${JSON.stringify(l.err ?? '')}`), 'error or fatal log lines').toEqual([]);
     expect(stderrLines.filter((l) => l.trim() !== ''), 'stderr').toEqual([]);
@@ -219,12 +223,13 @@ describe(`admission control at 2× capacity (${OFFERED} devices for a cap of ${C
     if (shared) {
       console.warn(`NOT CHECKED: admitted sessions' drops (${[...drops, ...lkDrops].join(' ') || 'none'}), downlink (${tally.noDownlink} sessions without) and event-loop p99 (≤ ${loop.p99 * 1000} ms): the machine was not this test's (${describeShare(machine)})`);
     } else {
-      expect(drops, describeShare(machine)).toEqual([]);
-      expect(lkDrops, describeShare(machine)).toEqual([]);
-      expect(tally.noDownlink, describeShare(machine)).toBe(0);
+      // The whole summary in each message: CI prints the failure, not always the console.
+      expect(drops, summary).toEqual([]);
+      expect(lkDrops, summary).toEqual([]);
+      expect(tally.noDownlink, summary).toBe(0);
       // One sample per 10 ms timer that ran: about 100 a second on a loop that keeps up.
-      expect(loop.count, describeShare(machine)).toBeGreaterThan(SECONDS * 50);
-      expect(loop.p99, describeShare(machine)).toBeLessThanOrEqual(MAX_EVENT_LOOP_P99_S);
+      expect(loop.count, summary).toBeGreaterThan(SECONDS * 50);
+      expect(loop.p99, summary).toBeLessThanOrEqual(MAX_EVENT_LOOP_P99_S);
     }
   }, (SECONDS + 240) * 1000);
 });

@@ -106,10 +106,10 @@ describe('UplinkCapture', () => {
     expect(maxInFlight).toBe(1);
   });
 
-  it('sheds a standing backlog one frame per second, and leaves a short or draining one alone', async () => {
+  it('sheds a standing backlog in pauses first, speech at most one frame a second, and leaves a short or draining one alone', async () => {
     let now = 0;
     let sourceMs = 0;
-    let shedCalls = 0;
+    const shedKinds: boolean[] = [];
     const captured: number[] = [];
     const cap = new UplinkCapture({
       sampleRate: 48000,
@@ -118,30 +118,47 @@ describe('UplinkCapture', () => {
       // The source's depth is what the test sets; captures return at once (nothing waits here).
       sourceQueuedMs: () => sourceMs,
       standingTargetMs: 80,
-      onShed: (n) => (shedCalls += n),
+      onShed: (n, quiet) => {
+        for (let i = 0; i < n; i++) shedKinds.push(quiet);
+      },
       capture: async (f) => {
-        captured.push(f.data[0]!);
+        captured.push(f.data[1]!);
       },
     });
-    const push = async (v: number): Promise<void> => {
-      cap.push(new Int16Array(2880).fill(v));
+    // Frame k: speech (a loud square wave) or a pause (near silence), tagged k in sample 1.
+    const frame = (k: number, quiet: boolean): Int16Array => {
+      const f = new Int16Array(2880);
+      for (let i = 0; i < f.length; i++) f[i] = quiet ? (i & 1 ? 20 : -20) : (i & 8 ? 8000 : -8000);
+      f[1] = k;
+      return f;
+    };
+    const push = async (k: number, quiet = false): Promise<void> => {
+      cap.push(frame(k, quiet));
       await new Promise((r) => setImmediate(r));
       now += 60;
     };
-    // 3 s of 60 ms frames with 200 ms standing in the source: one frame shed per second, the
-    // others captured in order.
+    // Continuous speech, 200 ms standing in the source for 3 s: after the first second two frames
+    // are owed (120 ms over the target); no pause comes, so one speech frame goes after another
+    // second, and the rest are captured in order.
     sourceMs = 200;
     for (let k = 1; k <= 50; k++) await push(k);
-    expect(cap.shed).toBe(2);
-    expect(shedCalls).toBe(2);
-    expect(captured).toHaveLength(48);
+    expect(shedKinds).toEqual([false]);
+    expect(captured).toHaveLength(49);
     expect(captured).toEqual([...captured].sort((x, y) => x - y));
-    // A backlog that dips below the target at least once per second is not standing: nothing shed.
+    // A pause comes: what is owed is shed from it at once (the one left over, then the two the next
+    // window finds), quiet frames only; the rest of the pause and the speech after it are captured.
+    for (let k = 51; k <= 60; k++) await push(k, k <= 54);
+    expect(shedKinds).toEqual([false, true, true, true]);
+    expect(cap.shedQuiet).toBe(3);
+    for (let k = 54; k <= 60; k++) expect(captured).toContain(k);
+    // A backlog that dips below the target at least once per second is not standing: nothing shed,
+    // quiet or not.
+    const before = cap.shed;
     for (let k = 0; k < 50; k++) {
       sourceMs = k % 10 === 0 ? 40 : 200;
-      await push(100 + k);
+      await push(100 + k, k % 3 === 0);
     }
-    expect(cap.shed).toBe(2);
+    expect(cap.shed).toBe(before);
     // Without the source's depth (no sourceQueuedMs) nothing is ever shed.
     const plain = new UplinkCapture({ sampleRate: 48000, maxBufferedMs: 1000, now: () => now, capture: async () => {} });
     for (let k = 0; k < 50; k++, now += 60) plain.push(new Int16Array(2880));
@@ -328,6 +345,8 @@ describe('LiveKit metrics (xiaozhi_livekit_*)', () => {
     st.connects = 3;
     st.ffiErrors = 1;
     st.uplinkDropped = 7;
+    st.uplinkShed = 5;
+    st.uplinkShedSpeech = 2;
     st.downlinkDropped = 4;
     st.endings = { device: 5, server_ROOM_DELETED: 2 };
     st.connectSeconds = { buckets: [0, 1, 2, 0, 0, 0, 0, 0, 0, 0], sum: 0.5, count: 3 };
@@ -344,6 +363,8 @@ describe('LiveKit metrics (xiaozhi_livekit_*)', () => {
     expect(text).toContain('xiaozhi_livekit_events_total{event="ffi_errors"} 1');
     expect(text).toContain('xiaozhi_livekit_sessions_ended_total{reason="server_ROOM_DELETED"} 2');
     expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="uplink"} 7');
+    expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="uplink_shed"} 5');
+    expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="uplink_shed_speech"} 2');
     expect(text).toContain('xiaozhi_livekit_dropped_frames_total{direction="downlink"} 4');
   });
 });

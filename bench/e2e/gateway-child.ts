@@ -93,7 +93,7 @@ async function main(): Promise<void> {
         type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
         cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,
         eventLoopP99Ms: loop.percentile(99) / 1e6, eventLoopMaxMs: loop.max / 1e6,
-        uplinkDropped: backend.stats().uplinkDropped, uplinkShed: backend.stats().uplinkShed,
+        uplinkDropped: backend.stats().uplinkDropped, uplinkShed: backend.stats().uplinkShed + backend.stats().uplinkShedSpeech,
         downlinkDropped: backend.stats().downlinkDropped + pacerDrops, livekitSessions: backend.stats().sessions,
       });
     } else if (m.type === 'stop') {

@@ -77,7 +77,7 @@ export interface LivekitProbe {
 
 export function newLivekitStats(): LivekitStats {
   return {
-    sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, reconnects: 0,
+    sessions: 0, rooms: 0, sources: 0, tracks: 0, streams: 0, rpcPending: 0, uplinkDropped: 0, uplinkShed: 0, uplinkShedSpeech: 0, reconnects: 0,
     downlinkDropped: 0, ffiErrors: 0, connects: 0, connectFailures: 0,
     connectSeconds: { buckets: new Array<number>(CONNECT_BUCKETS.length + 1).fill(0), sum: 0, count: 0 },
     endings: {},
@@ -148,6 +148,8 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
   readonly identity: string;
   readonly #o: LivekitSessionOptions;
   readonly #log: Logger;
+  #droppedUnreported = 0;
+  #droppedWarnedAt = -Infinity;
   readonly #stats: LivekitStats;
   readonly #room = new Room();
   #source: AudioSource | null = null;
@@ -211,11 +213,12 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     this.#uplink = new UplinkCapture({
       sampleRate: info.inputSampleRate,
       // A stall of this event loop (a GC, a room's connect burst: up to 250 ms seen in a 10-minute
-      // admission run on a quiet machine) or a Wi-Fi burst from the device hands several frames
-      // over at once. 240 ms dropped 74 frames of admitted sessions in that run; 480 ms (8 frames,
-      // plus the AudioSource's own 200 ms) holds such a burst, and the standing-latency shedding
-      // below drains what is left, so a stall costs a moment of latency instead of words.
-      maxBufferedMs: 480,
+      // admission run on a quiet machine), of the machine, or a Wi-Fi burst from the device hands
+      // several frames over at once. 240 ms dropped 74 frames of admitted sessions in that run, and
+      // 480 ms dropped 8 in one CI run on a busier machine; 1 s (96 KB at 48 kHz, plus the
+      // AudioSource's own 200 ms) holds such a stall, and shedding pauses (below) drains the
+      // backlog afterwards, so a stall costs a moment of latency instead of words.
+      maxBufferedMs: 1000,
       pausedMaxBufferedMs: options.reconnectBufferMs,
       capture: (frame) => {
         const s = this.#source;
@@ -223,10 +226,12 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
       },
       onDrop: (n) => {
         this.#stats.uplinkDropped += n;
+        this.#warnDropped(n);
       },
       sourceQueuedMs: () => this.#source?.queuedDuration ?? 0,
-      onShed: (n) => {
-        this.#stats.uplinkShed += n;
+      onShed: (n, quiet) => {
+        if (quiet) this.#stats.uplinkShed += n;
+        else this.#stats.uplinkShedSpeech += n;
       },
       onCaptured: options.probe?.uplinkCaptured
         ? (samples, pushedAt, sequence) => options.probe!.uplinkCaptured!(info.sessionId, samples, pushedAt, performance.now(), sequence)
@@ -387,6 +392,23 @@ export class LivekitSession extends EventEmitter<AgentEvents> implements AgentSe
     if (this.#closed || !t) return;
     this.#wakeWord = t;
     this.#flushWakeWord();
+  }
+
+  /**
+   * Says that microphone audio was lost (the uplink buffer overflowed): at most one line per 10 s
+   * per session, with what was lost since the last line and what held the audio back.
+   */
+  #warnDropped(n: number): void {
+    this.#droppedUnreported += n;
+    const now = performance.now();
+    if (now - this.#droppedWarnedAt < 10_000) return;
+    this.#droppedWarnedAt = now;
+    const u = this.#uplink;
+    this.#log.warn(
+      { room: this.roomName, frames: this.#droppedUnreported, bufferedMs: Math.round(u.bufferedMs), sourceQueuedMs: Math.round(this.#source?.queuedDuration ?? 0), captureWaitMs: Math.round(u.captureWaitMs), paused: this.#reconnecting },
+      'microphone audio dropped: the LiveKit AudioSource did not take frames in time (uplink buffer full)',
+    );
+    this.#droppedUnreported = 0;
   }
 
   #flushWakeWord(): void {

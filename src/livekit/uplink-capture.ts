@@ -13,7 +13,10 @@
 // Standing latency: the device sends exactly real time and the source consumes exactly real time,
 // so a backlog built by one stall (a busy event loop, a burst after Wi-Fi jitter) would never drain
 // and every later word would reach the agent that much late. When the audio waiting here plus in
-// the source never fell below `standingTargetMs` during a whole second, one frame is dropped.
+// the source never fell below `standingTargetMs` during a whole second, the frames standing above
+// the target are owed: each is shed as soon as a quiet frame (a pause between words) is pushed, so
+// shedding costs no speech; if no quiet frame comes for a second (continuous speech or a noisy
+// room), the frame pushed then is shed anyway, at most one a second, so the latency stays bounded.
 import { AudioFrame } from '@livekit/rtc-node';
 
 /** An AudioFrame that owns exactly its samples (byteOffset 0, buffer length = frame length). */
@@ -40,26 +43,49 @@ export interface UplinkCaptureOptions {
   sourceQueuedMs?(): number;
   /** Backlog (here + in the source) tolerated for good; above it for a whole second, a frame is dropped (default 80). */
   standingTargetMs?: number;
-  /** Frames dropped to shed standing latency. */
-  onShed?(frames: number): void;
+  /** A frame dropped to shed standing latency; `quiet`: it was a pause, not speech. */
+  onShed?(frames: number, quiet: boolean): void;
+  /** A frame whose RMS is at most this is quiet: shed first (default 100, about -50 dBFS). */
+  quietRms?: number;
 }
 
 const STANDING_WINDOW_MS = 1000;
+/** Owed frames wait this long for a quiet frame before a speech frame is shed instead. */
+const FORCED_SHED_AFTER_MS = 1000;
+const DEFAULT_QUIET_RMS = 100;
+
+/** Root mean square of the samples. */
+function rms(pcm: Int16Array): number {
+  let sum = 0;
+  for (let i = 0; i < pcm.length; i++) sum += pcm[i]! * pcm[i]!;
+  return Math.sqrt(sum / pcm.length);
+}
 
 export class UplinkCapture {
   readonly #o: UplinkCaptureOptions;
   readonly #queue: Array<{ frame: AudioFrame; at: number; sequence: number | undefined }> = [];
   #queuedSamples = 0;
   #busy = false;
+  #captureStartedAt = 0;
   #paused = false;
   #closed = false;
   #windowStart = -1;
   #windowMinMs = Infinity;
+  /** Frames standing above the target, to be shed (see the file comment), and since when. */
+  #owed = 0;
+  #owedSince = 0;
   dropped = 0;
   shed = 0;
+  /** Of `shed`, the frames that were quiet (the rest were speech shed because no pause came). */
+  shedQuiet = 0;
 
   constructor(options: UplinkCaptureOptions) {
     this.#o = options;
+  }
+
+  /** How long the frame being captured has waited for the source to take it (0: none in flight). */
+  get captureWaitMs(): number {
+    return this.#busy ? (this.#o.now?.() ?? performance.now()) - this.#captureStartedAt : 0;
   }
 
   get bufferedMs(): number {
@@ -69,7 +95,7 @@ export class UplinkCapture {
   /** `sequence` only travels to onCaptured (latency probes). */
   push(pcm: Int16Array, sequence?: number): void {
     if (this.#closed || pcm.length === 0) return;
-    if (this.#standing()) return;  // this frame is the one shed
+    if (this.#shedNow(pcm)) return;
     this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#o.now?.() ?? performance.now(), sequence });
     this.#queuedSamples += pcm.length;
     const ms = this.#paused ? (this.#o.pausedMaxBufferedMs ?? this.#o.maxBufferedMs) : this.#o.maxBufferedMs;
@@ -87,11 +113,12 @@ export class UplinkCapture {
     this.#pump();
   }
 
-  /** True when this push should be shed to drain a standing backlog (see the file comment). */
-  #standing(): boolean {
+  /** True when this frame is shed to drain a standing backlog (see the file comment). */
+  #shedNow(pcm: Int16Array): boolean {
     const sourceMs = this.#o.sourceQueuedMs;
     if (!sourceMs || this.#paused) {
       this.#windowStart = -1;
+      this.#owed = 0;
       return false;
     }
     const now = this.#o.now?.() ?? performance.now();
@@ -99,16 +126,28 @@ export class UplinkCapture {
     if (this.#windowStart < 0) {
       this.#windowStart = now;
       this.#windowMinMs = backlog;
-      return false;
+    } else {
+      this.#windowMinMs = Math.min(this.#windowMinMs, backlog);
+      if (now - this.#windowStart >= STANDING_WINDOW_MS) {
+        // What stood above the target the whole window, in frames of this size (a backlog that
+        // dipped below the target drained by itself: nothing is owed).
+        const frameMs = (pcm.length / this.#o.sampleRate) * 1000;
+        const excess = this.#windowMinMs - (this.#o.standingTargetMs ?? 80);
+        const owed = excess > 0 ? Math.ceil(excess / frameMs) : 0;
+        if (owed > 0 && this.#owed === 0) this.#owedSince = now;
+        this.#owed = owed;
+        this.#windowStart = now;
+        this.#windowMinMs = backlog;
+      }
     }
-    this.#windowMinMs = Math.min(this.#windowMinMs, backlog);
-    if (now - this.#windowStart < STANDING_WINDOW_MS) return false;
-    const standing = this.#windowMinMs > (this.#o.standingTargetMs ?? 80);
-    this.#windowStart = now;
-    this.#windowMinMs = backlog;
-    if (!standing) return false;
+    if (this.#owed === 0) return false;
+    const quiet = rms(pcm) <= (this.#o.quietRms ?? DEFAULT_QUIET_RMS);
+    if (!quiet && now - this.#owedSince < FORCED_SHED_AFTER_MS) return false;
+    this.#owed--;
+    this.#owedSince = now;
     this.shed++;
-    this.#o.onShed?.(1);
+    if (quiet) this.shedQuiet++;
+    this.#o.onShed?.(1, quiet);
     return true;
   }
 
@@ -135,6 +174,7 @@ export class UplinkCapture {
     if (!next) return;
     this.#queuedSamples -= next.frame.samplesPerChannel;
     this.#busy = true;
+    this.#captureStartedAt = this.#o.now?.() ?? performance.now();
     this.#o.capture(next.frame).then(
       () => {
         this.#busy = false;

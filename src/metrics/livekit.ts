@@ -14,8 +14,10 @@ export interface LivekitStats {
   streams: number;
   rpcPending: number;
   uplinkDropped: number;
-  /** Uplink frames dropped to drain a standing backlog (UplinkCapture). */
+  /** Uplink frames dropped to drain a standing backlog (UplinkCapture): quiet frames (pauses)... */
   uplinkShed: number;
+  /** ...and speech frames, shed because no pause came for a second. */
+  uplinkShedSpeech: number;
   reconnects: number;
   /** Agent audio frames discarded (barge-in: the rest of an interrupted turn). */
   downlinkDropped: number;
@@ -66,11 +68,12 @@ export function registerLivekitMetrics(registry: Registry, stats: () => LivekitS
   }));
   add(new ScrapeMetric('xiaozhi_livekit_sessions_ended_total', 'LiveKit sessions closed, by how they ended (device, agent_left, no_agent, agent_lost, server_<reason>, connect_failed, connect_timeout, closed_while_connecting).', 'counter', () =>
     Object.entries(stats().endings).map(([reason, value]) => ({ value, labels: { reason } }))));
-  add(new ScrapeMetric('xiaozhi_livekit_dropped_frames_total', 'Audio frames dropped by the LiveKit bridge: uplink (AudioSource pushed back / reconnect buffer full), uplink_shed (standing backlog drained), downlink (agent audio discarded after a barge-in).', 'counter', () => {
+  add(new ScrapeMetric('xiaozhi_livekit_dropped_frames_total', 'Audio frames dropped by the LiveKit bridge: uplink (AudioSource pushed back / reconnect buffer full), uplink_shed (a quiet frame dropped to drain a standing backlog), uplink_shed_speech (a speech frame dropped for that because no pause came), downlink (agent audio discarded after a barge-in).', 'counter', () => {
     const s = stats();
     return [
       { value: s.uplinkDropped, labels: { direction: 'uplink' } },
       { value: s.uplinkShed, labels: { direction: 'uplink_shed' } },
+      { value: s.uplinkShedSpeech, labels: { direction: 'uplink_shed_speech' } },
       { value: s.downlinkDropped, labels: { direction: 'downlink' } },
     ];
   }));
