@@ -703,6 +703,48 @@ describe('early delivery', () => {
   });
 });
 
+describe('lingering tasks', () => {
+  it('a task out of work takes input pushed while it lingers: one task, every frame delivered on time', async () => {
+    const run = async (lingerMs: number) => {
+      const p = track(new AudioPipeline({ maxWorkers: 1, workerBudgetMs: 1000, lingerMs }));
+      const sink = frameSink();
+      const up = p.createUplink(uplinkOpts(sink));
+      const packets = speechPackets();
+      for (let i = 0; i < 5; i++) {
+        up.push(deviceDatagram(KEY, NONCE, i + 1, packets[i]!));
+        // The frame reaches JS while its task still lingers (it does not wait for the task's end).
+        await waitFor(() => sink.frames.length === i + 1, `frame ${i + 1}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const inFlight = p.tasksInFlight;
+      await drained(p);
+      expect(sink.frames.map((f) => f.sequence)).toEqual([1, 2, 3, 4, 5]);
+      return { tasks: counters(p).threadpool_tasks, inFlight };
+    };
+    // A 1 s linger (and budget) spans all five pushes, a few ms apart.
+    const lingering = await run(1000);
+    expect(lingering.tasks).toBe(1);
+    expect(lingering.inFlight).toBe(1);
+    // Without lingering every frame starts a task of its own.
+    const plain = await run(0);
+    expect(plain.tasks).toBe(5);
+  });
+
+  it('closing the pipeline ends a lingering task at once', async () => {
+    const p = new AudioPipeline({ maxWorkers: 1, workerBudgetMs: 1000, lingerMs: 1000 });
+    const sink = frameSink();
+    const up = p.createUplink(uplinkOpts(sink));
+    up.push(deviceDatagram(KEY, NONCE, 1, speechPackets()[0]!));
+    await waitFor(() => sink.frames.length === 1, 'the frame');
+    expect(p.tasksInFlight).toBe(1);
+    p.close();
+    // The task would otherwise linger for up to a second.
+    const t0 = performance.now();
+    await waitFor(() => p.tasksInFlight === 0, 'the lingering task to end', 5000);
+    expect(performance.now() - t0).toBeLessThan(500);
+  });
+});
+
 // ---- 5. close during work ----------------------------------------------------------------------
 
 describe('close during work', () => {
@@ -1445,6 +1487,9 @@ describe('validation', () => {
       [{ workerBudgetMs: 0.01 }, RangeError, 'ERR_OUT_OF_RANGE', 'workerBudgetMs'],
       [{ waitBudgetMs: '15' }, TypeError, 'ERR_INVALID_ARG_TYPE', 'waitBudgetMs'],
       [{ waitBudgetMs: Infinity }, RangeError, 'ERR_OUT_OF_RANGE', 'waitBudgetMs'],
+      [{ lingerMs: -1 }, RangeError, 'ERR_OUT_OF_RANGE', 'lingerMs'],
+      [{ lingerMs: 1001 }, RangeError, 'ERR_OUT_OF_RANGE', 'lingerMs'],
+      [{ lingerMs: '1' }, TypeError, 'ERR_INVALID_ARG_TYPE', 'lingerMs'],
       [{ adaptive: 1 }, TypeError, 'ERR_INVALID_ARG_TYPE', 'adaptive'],
       [{ ladder: [] }, TypeError, 'ERR_INVALID_ARG_TYPE', 'ladder'],
       [{ ladder: 'cheap' }, TypeError, 'ERR_INVALID_ARG_TYPE', 'ladder'],

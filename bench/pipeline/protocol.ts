@@ -84,6 +84,8 @@ export interface LoadResult {
   /** Ours: fraction of the window spent at each encoder ladder level (index = level). */
   ladderFractions?: number[];
   ladderStepsDown?: number;
+  /** Ours: threadpool tasks started and result batches handed to JS, per frame processed. */
+  handoffsPerFrame?: { tasks: number; deliveries: number };
   /** Ours: native histograms (log2 buckets, conservative upper edges), ms. */
   native?: Record<string, { p50: number; p99: number; max: number }>;
   /** Baseline: pool size at the end / peak, sessions per worker. */

@@ -86,6 +86,15 @@ export function oursTarget(req: LoadRequest): Target {
       const samples = levels.reduce((a, b) => a + b, 0);
       result.ladderFractions = levels.map((c) => (samples ? c / samples : 0));
       result.ladderStepsDown = d.counters.encoder_ladder_steps_down ?? 0;
+      // Hand-offs between the event loop and the threadpool, per frame processed (uplink or downlink):
+      // each task is a thread wake-up and a completion on the event loop, each delivery a JS call.
+      const frames = (d.counters.uplink_frames_out ?? 0) + (d.counters.downlink_datagrams_out ?? 0);
+      if (frames > 0) {
+        result.handoffsPerFrame = {
+          tasks: (d.counters.threadpool_tasks ?? 0) / frames,
+          deliveries: (d.counters.batches_delivered ?? 0) / frames,
+        };
+      }
       result.native = {};
       for (const h of NATIVE_HISTOGRAMS) {
         const s = d.histograms[h];

@@ -1,8 +1,9 @@
 // Node-API glue for the threadpool pipeline: libuv threadpool tasks (napi_async_work) that run
 // Scheduler::run_worker, and one completion per task that hands every finished result to a single
-// JS dispatcher call (a metadata Uint32Array + one ArrayBuffer with all payloads).
+// JS dispatcher call (a reused metadata Uint32Array, one ArrayBuffer with all payloads, the count).
 #include "pipeline_binding.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -36,6 +37,11 @@ struct Core : std::enable_shared_from_this<Core> {
   std::shared_ptr<pipeline::MetricsBlock> metrics;
   std::unique_ptr<Scheduler> scheduler;
   napi_ref dispatcher = nullptr;
+  // The metadata array handed to the dispatcher, reused by every delivery (the dispatcher reads it
+  // synchronously and never keeps it), grown when a batch needs more room.
+  napi_ref meta_ref = nullptr;
+  uint32_t* meta_data = nullptr;
+  size_t meta_capacity = 0;  // results it holds
   // Wakes the event loop to deliver results a worker finished while it goes on with other streams.
   // Null once Node finalized it (environment teardown), so ~Core does not release it twice.
   std::atomic<napi_threadsafe_function> early_delivery{nullptr};
@@ -50,11 +56,13 @@ struct Core : std::enable_shared_from_this<Core> {
       delete t;
     }
     if (dispatcher) napi_delete_reference(env, dispatcher);
+    if (meta_ref) napi_delete_reference(env, meta_ref);
     if (napi_threadsafe_function f = early_delivery.exchange(nullptr)) napi_release_threadsafe_function(f, napi_tsfn_abort);
   }
 
   void start_workers();
   void deliver();
+  Napi::Uint32Array metadata(size_t results);
 };
 
 void ExecuteTask(napi_env, void* data) {
@@ -126,10 +134,12 @@ void Core::deliver() {
   Napi::Env e(env);
   size_t total = 0;
   for (const Result& r : delivering) total += (r.length + 7u) & ~size_t{7};  // 8-aligned views
+  // A fresh ArrayBuffer for the payloads: the frames handed out are views into it, kept by their
+  // receivers for as long as they like.
   Napi::ArrayBuffer data = Napi::ArrayBuffer::New(e, total == 0 ? 8 : total);
-  Napi::Uint32Array meta = Napi::Uint32Array::New(e, delivering.size() * kMetaFields);
+  Napi::Uint32Array meta = metadata(delivering.size());
   auto* bytes = static_cast<uint8_t*>(data.Data());
-  uint32_t* m = meta.Data();
+  uint32_t* m = meta_data;
   size_t offset = 0;
   for (Result& r : delivering) {
     if (r.length) std::memcpy(bytes + offset, r.slab, r.length);
@@ -148,15 +158,31 @@ void Core::deliver() {
     metrics->observe(r.kind == pipeline::ResultKind::kUplinkPcm ? pipeline::kHistUpLatency : pipeline::kHistDownLatency,
                      now - r.enqueued_ns);
   }
+  const size_t count = delivering.size();
   metrics->add(pipeline::kBatchesDelivered);
-  metrics->add(pipeline::kResultsDelivered, delivering.size());
+  metrics->add(pipeline::kResultsDelivered, count);
   delivering.clear();
   scheduler->tick(now);  // after the slabs went back, so the pool gauges are current
   napi_value fn;
   if (dispatcher && napi_get_reference_value(env, dispatcher, &fn) == napi_ok && fn) {
     // An exception from the dispatcher propagates as an uncaught exception, like any callback's.
-    Napi::Function(env, fn).Call({meta, data});
+    Napi::Function(env, fn).Call({meta, data, Napi::Number::New(env, static_cast<double>(count))});
   }
+}
+
+Napi::Uint32Array Core::metadata(size_t results) {
+  Napi::Env e(env);
+  if (meta_ref) {
+    napi_value v;
+    if (results <= meta_capacity && napi_get_reference_value(env, meta_ref, &v) == napi_ok && v) return Napi::Uint32Array(env, v);
+    napi_delete_reference(env, meta_ref);
+    meta_ref = nullptr;
+  }
+  meta_capacity = std::max<size_t>(256, results * 2);
+  Napi::Uint32Array meta = Napi::Uint32Array::New(e, meta_capacity * kMetaFields);
+  meta_data = meta.Data();
+  napi_create_reference(env, meta, 1, &meta_ref);
+  return meta;
 }
 
 class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
@@ -176,7 +202,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
                         InstanceAccessor<&PipelineWrap::InFlight>("tasksInFlight")});
   }
 
-  // new NativePipeline(options, dispatcher(meta: Uint32Array, data: ArrayBuffer))
+  // new NativePipeline(options, dispatcher(meta: Uint32Array, data: ArrayBuffer, count: number))
   explicit PipelineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PipelineWrap>(info) {
     Napi::Env env = info.Env();
     Napi::Object o = object_arg(info, 0, "options");
@@ -191,6 +217,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
     so.batch_per_stream = static_cast<size_t>(int_option(env, o, "batchPerStream", static_cast<int>(so.batch_per_stream), 1, 256));
     so.worker_budget_ns = static_cast<uint64_t>(int_option(env, o, "workerBudgetUs", 4000, 100, 1000000)) * 1000;
     so.wait_budget_ns = static_cast<uint64_t>(int_option(env, o, "waitBudgetUs", 15000, 100, 10000000)) * 1000;
+    so.linger_ns = static_cast<uint64_t>(int_option(env, o, "lingerUs", 1000, 0, 1000000)) * 1000;
     so.adaptive = bool_option(env, o, "adaptive", true);
     so.base_complexity = int_option(env, o, "baseComplexity", so.base_complexity, 0, 10);
     Napi::Value ladder = o.Get("ladder");

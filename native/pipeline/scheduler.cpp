@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "dsp/dsp_error.h"
@@ -156,7 +157,7 @@ void Scheduler::enqueue_locked(Stream* s, const InputItem& in) {
 
 PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, SampleFormat format, uint32_t tag,
                            ItemKind kind) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end()) return PushResult::kUnknownStream;
   Stream* s = it->second;
@@ -183,11 +184,18 @@ PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, Sampl
     offset += n;
   } while (offset < bytes);
   const uint64_t drops_after = metrics_->get(kDropQueueOverflowUp) + metrics_->get(kDropQueueOverflowDown);
+  const bool wake = should_wake_locked();
+  lock.unlock();
+  wake_lingering(wake);
   return drops_after != drops_before ? PushResult::kQueuedDroppedOldest : PushResult::kQueued;
 }
 
+void Scheduler::wake_lingering(bool wake) {
+  if (wake) work_cv_.notify_one();
+}
+
 PushResult Scheduler::push_control(uint32_t id, ItemKind kind, uint32_t tag) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end()) return PushResult::kUnknownStream;
   InputItem item;
@@ -195,6 +203,9 @@ PushResult Scheduler::push_control(uint32_t id, ItemKind kind, uint32_t tag) {
   item.tag = tag;
   item.enqueued_ns = now_ns();
   enqueue_locked(it->second, item);
+  const bool wake = should_wake_locked();
+  lock.unlock();
+  wake_lingering(wake);
   return PushResult::kQueued;
 }
 
@@ -218,7 +229,7 @@ void Scheduler::drop_queued_locked(Stream* s, Counter reason, bool keep_control)
 }
 
 bool Scheduler::abort_stream(uint32_t id, uint32_t tag) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end()) return false;
   Stream* s = it->second;
@@ -228,6 +239,9 @@ bool Scheduler::abort_stream(uint32_t id, uint32_t tag) {
   reset.tag = tag;
   reset.enqueued_ns = now_ns();
   enqueue_locked(s, reset);
+  const bool wake = should_wake_locked();
+  lock.unlock();
+  wake_lingering(wake);
   return true;
 }
 
@@ -259,8 +273,10 @@ void Scheduler::close_all() {
   std::vector<uint32_t> ids;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    closing_ = true;  // lingering workers leave at once
     for (const auto& entry : streams_) ids.push_back(entry.first);
   }
+  work_cv_.notify_all();
   for (uint32_t id : ids) close_stream(id);
 }
 
@@ -369,8 +385,25 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
     Stream* s;
     size_t n = 0;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::unique_lock<std::mutex> lock(mutex_);
       s = pop_ready_locked();
+      if (!s && options_.linger_ns > 0 && !closing_) {
+        const uint64_t now = now_ns();
+        const uint64_t until = std::min(deadline, now + options_.linger_ns);
+        if (now < until) {
+          // Finished results go to JavaScript before the wait, not after it.
+          if (notifier_ && !notified_ && !results_.empty()) {
+            notified_ = true;
+            lock.unlock();
+            notifier_();
+            lock.lock();
+          }
+          ++lingering_;
+          work_cv_.wait_for(lock, std::chrono::nanoseconds(until - now), [&] { return ready_count_ > 0 || closing_; });
+          --lingering_;
+          s = closing_ ? nullptr : pop_ready_locked();
+        }
+      }
       if (!s) {
         leave_locked();
         return;

@@ -12,6 +12,9 @@
 //    its items are processed in order and never on two threads at once; different streams run in
 //    parallel. workers_to_start() starts a task for every ready stream no starting or idle worker
 //    will take (up to max_workers tasks in flight).
+//  * A worker out of ready streams lingers (SchedulerOptions::linger_ns, within its budget) before its
+//    task ends; push() wakes it directly (a lingering worker counts as one that will pick up the
+//    next ready stream, so workers_to_start() does not queue a task for that stream).
 //  * Results are appended to one shared list right after a stream's chunk is processed and before
 //    the stream can be picked again, so results of a stream are always in input order, whichever
 //    worker finishes first. take_results() (main thread) swaps the whole list out: one completion
@@ -24,6 +27,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,6 +48,10 @@ struct SchedulerOptions {
   size_t downlink_queue_capacity = 256;  // downlink PCM chunks per stream (2.5 s of 10 ms chunks)
   size_t batch_per_stream = 8;      // items per stream per turn (fairness)
   uint64_t worker_budget_ns = 4'000'000;  // a task returns to the event loop after this much work
+  // A worker that runs out of ready streams waits this long (within its budget) for more before its
+  // task ends: input pushed meanwhile wakes it directly, which costs the event loop one futex wake
+  // instead of queueing a threadpool task (libuv's queue lock, a wake-up) and a completion. 0: off.
+  uint64_t linger_ns = 1'000'000;
   uint64_t wait_budget_ns = 15'000'000;   // frame queue wait that triggers the encoder ladder
   bool adaptive = true;
   EncoderLadder ladder;
@@ -113,7 +121,17 @@ class Scheduler {
   std::shared_ptr<MetricsBlock> metrics_;
   Pools pools_;
 
+  // Wakes a lingering worker when a stream becomes ready (after the lock is released).
+  void wake_lingering(bool wake);
+  // As workers_to_start(): work ahead wakes a worker only when none is busy to take it after its chunk.
+  bool should_wake_locked() const {
+    return lingering_ > 0 && (ready_[kUrgentList].count > 0 || (ready_count_ > 0 && holding_ == 0));
+  }
+
   std::mutex mutex_;
+  std::condition_variable work_cv_;  // lingering workers wait here (with mutex_)
+  int lingering_ = 0;
+  bool closing_ = false;
   std::unordered_map<uint32_t, Stream*> streams_;  // open streams (closed ones leave at close)
   // Streams ready for a worker: those with urgent items first, then those with work ahead only.
   static constexpr int kUrgentList = 0, kAheadList = 1;

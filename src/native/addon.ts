@@ -56,7 +56,7 @@ export interface NativeAddon {
   opusBuildInfo(): { version: string; runtimeCpuDetection: boolean; simd: { compiled: string[]; cpu: string[]; active: string[] } };
   NativePipeline: new (
     options: Record<string, unknown>,
-    dispatcher: (meta: Uint32Array, data: ArrayBuffer) => void,
+    dispatcher: (meta: Uint32Array, data: ArrayBuffer, count: number) => void,
   ) => NativePipelineHandle;
 }
 

@@ -63,6 +63,12 @@ export interface AudioPipelineOptions {
   workerBudgetMs?: number;
   /** Frame queue wait above which the encoder ladder steps down (default 15 ms). */
   waitBudgetMs?: number;
+  /**
+   * A threadpool task out of work waits this long for more (within workerBudgetMs) before it ends
+   * (default 1 ms; 0 = end at once): input pushed meanwhile wakes it directly, which costs the
+   * event loop less than starting a task and handling its completion.
+   */
+  lingerMs?: number;
   /** Follow the encoder ladder under load (default true). */
   adaptive?: boolean;
   ladder?: readonly EncoderRung[];
@@ -205,7 +211,7 @@ export class AudioPipeline {
 
   constructor(options: AudioPipelineOptions = {}) {
     const o = expectOptions('options', options);
-    rejectUnknownKeys('AudioPipeline options', o, ['maxWorkers', 'queueCapacity', 'downlinkQueueCapacity', 'batchPerStream', 'workerBudgetMs', 'waitBudgetMs', 'adaptive', 'ladder']);
+    rejectUnknownKeys('AudioPipeline options', o, ['maxWorkers', 'queueCapacity', 'downlinkQueueCapacity', 'batchPerStream', 'workerBudgetMs', 'waitBudgetMs', 'lingerMs', 'adaptive', 'ladder']);
     const ladder = o.ladder === undefined ? DEFAULT_ENCODER_LADDER : validateLadder(o.ladder);
     this.options = Object.freeze({
       maxWorkers: o.maxWorkers === undefined ? Math.min(availableParallelism(), 4) : expectInteger('options.maxWorkers', o.maxWorkers, 1, 64),
@@ -214,6 +220,7 @@ export class AudioPipeline {
       batchPerStream: o.batchPerStream === undefined ? 8 : expectInteger('options.batchPerStream', o.batchPerStream, 1, 256),
       workerBudgetMs: o.workerBudgetMs === undefined ? 4 : expectFiniteRange('options.workerBudgetMs', o.workerBudgetMs, 0.1, 1000),
       waitBudgetMs: o.waitBudgetMs === undefined ? 15 : expectFiniteRange('options.waitBudgetMs', o.waitBudgetMs, 0.1, 10000),
+      lingerMs: o.lingerMs === undefined ? 1 : expectFiniteRange('options.lingerMs', o.lingerMs, 0, 1000),
       adaptive: o.adaptive === undefined ? true : expectBoolean('options.adaptive', o.adaptive),
       ladder,
     });
@@ -225,18 +232,19 @@ export class AudioPipeline {
         batchPerStream: this.options.batchPerStream,
         workerBudgetUs: Math.round(this.options.workerBudgetMs * 1000),
         waitBudgetUs: Math.round(this.options.waitBudgetMs * 1000),
+        lingerUs: Math.round(this.options.lingerMs * 1000),
         adaptive: this.options.adaptive,
         baseComplexity: DEFAULT_DOWNLINK_ENCODER.complexity,
         ladder: ladder.map((r) => ({ complexity: r.complexity, celtOnly: r.celtOnly, bitrate: r.bitrate ?? 0 })),
       },
-      (meta, data) => this.#dispatch(meta, data),
+      (meta, data, count) => this.#dispatch(meta, data, count),
     );
     this.#layout = this.#native.metricsLayout();
     this.#words = new BigUint64Array(this.#native.metrics());
   }
 
-  #dispatch(meta: Uint32Array, data: ArrayBuffer): void {
-    const n = meta.length / META_FIELDS;
+  /** `meta` is reused by the next delivery: its first `n` results are read here, never kept. */
+  #dispatch(meta: Uint32Array, data: ArrayBuffer, n: number): void {
     for (let i = 0; i < n; i++) {
       const route = this.#routes.get(meta[i * META_FIELDS]!);
       if (!route) continue;  // closed between production and delivery
