@@ -88,7 +88,7 @@ export function evaluate(rep: BenchReport): Target[] {
   const bNote = bRuns.length > 1 ? ` (median of ${bRuns.length} runs interleaved with ours: ${bRuns.map((r) => f1(r.cpuMsPerStreamS)).join(', ')})` : '';
   const missing = (id: string, text: string, why: string): Target => ({ id, text, met: false, detail: `not measured: ${why}` });
 
-  const cpuB = 'equal settings: CPU per stream-second <= 1.10 x (b)';
+  const cpuFloor = 'equal settings: CPU per stream-second <= 1.05 x the floor ((b) at a real-time pace + the load generator)';
   if (ours && b) {
     const r = ours.cpuMsPerStreamS / b.cpuMsPerStreamS;
     // Where ours' CPU went: the generator alone (same N, same rounds), the main thread beyond it
@@ -114,15 +114,22 @@ export function evaluate(rep: BenchReport): Target[] {
       { name: 'frame by frame', runs: rep.comparison.paced ?? [] },
       { name: 'a whole 60 ms round at once', runs: rep.comparison.pacedRound ?? [] },
     ].filter((x) => x.runs.length > 0).map((x) => ({ ...x, cpu: median(x.runs.map((r) => r.cpuMsPerStreamS)) }));
+    let floor: number | undefined;
     if (pacings.length && g !== undefined) {
       for (const x of pacings) {
         split += `; (b) at a real-time pace, ${x.name} (${x.runs.map((r) => f1(r.cpuMsPerStreamS)).join(', ')}): ${f1(x.cpu)} = ${f2(x.cpu / b.cpuMsPerStreamS)}x (b)`;
       }
       const p = Math.min(...pacings.map((x) => x.cpu));
-      split += `; the lower of these plus the generator, the floor for a design with no scheduling cost: ${f1(p + g)} = ${f2((p + g) / b.cpuMsPerStreamS)}x (b); ours over that floor: ${f2(ours.cpuMsPerStreamS / (p + g))}x`;
+      floor = p + g;
+      split += `; the lower of these plus the generator, the floor for a design with no scheduling cost: ${f1(floor)} = ${f2(floor / b.cpuMsPerStreamS)}x (b)`;
     }
-    t.push({ id: 'cpu-vs-b', text: cpuB, met: r <= 1.10, detail: `ours ${f1(ours.cpuMsPerStreamS)} vs (b) ${f1(b.cpuMsPerStreamS)}${bNote} ms/stream-s at N=${rep.comparison.streams}${runs}: ${f2(r)}x (target 1.10x; ${r <= 1.1 ? 'met with' : 'missed by'} ${Math.abs((1.1 - r) / 1.1 * 100).toFixed(0)}%)${split}` });
-  } else t.push(missing('cpu-vs-b', cpuB, 'a run failed'));
+    // The verdict is against the paced floor measured in the same run (fair on any machine: a loaded
+    // machine makes a real-time pace cost more); (b) itself is the reference the split is given in.
+    if (floor !== undefined) {
+      const rf = ours.cpuMsPerStreamS / floor;
+      t.push({ id: 'cpu-vs-floor', text: cpuFloor, met: rf <= 1.05, detail: `ours ${f1(ours.cpuMsPerStreamS)} vs the floor ${f1(floor)} ms/stream-s at N=${rep.comparison.streams}${runs}: ${f2(rf)}x (target 1.05x); vs (b) ${f1(b.cpuMsPerStreamS)}${bNote}: ${f2(r)}x${split}` });
+    } else t.push(missing('cpu-vs-floor', cpuFloor, `no paced (b) or generator run; vs (b): ${f2(r)}x${split}`));
+  } else t.push(missing('cpu-vs-floor', cpuFloor, 'a run failed'));
 
   const cpuA = 'equal settings: CPU per stream-second <= 0.85 x (a)';
   if (ours && a) {
@@ -158,9 +165,14 @@ export function evaluate(rep: BenchReport): Target[] {
     });
   } else t.push(missing('el-lag', lagText, 'no run of ours'));
 
-  const maxText = "default settings + ladder: max sustained streams >= 3 x (a)'s";
+  const maxText = "default settings + ladder: max sustained streams >= 4 x (a)'s";
   const na = rep.searches.a.maxN, no = rep.searches['ours-default-adaptive'].maxN;
-  t.push({ id: 'max-n', text: maxText, met: na > 0 && no >= 3 * na, detail: `ours ${no} vs (a) ${na}: ${na > 0 ? f2(no / na) : 'n/a'}x (target 3x${na > 0 ? `, i.e. >= ${3 * na}` : ''})` });
+  t.push({ id: 'max-n', text: maxText, met: na > 0 && no >= 4 * na, detail: `ours ${no} vs (a) ${na}: ${na > 0 ? f2(no / na) : 'n/a'}x (target 4x${na > 0 ? `, i.e. >= ${4 * na}` : ''})` });
+  const el = eventLoopUsPerFrame(rep);
+  const elText = "event-loop CPU per processed frame at (a)'s max N <= 25 µs";
+  if (el.ours !== undefined) {
+    t.push({ id: 'el-per-frame', text: elText, met: el.ours <= 25, detail: `ours ${f1(el.ours)} µs${el.a !== undefined ? ` vs (a) ${f1(el.a)} µs` : ''} (main-thread CPU beyond the generator's, per uplink or downlink frame; target 25 µs)` });
+  } else t.push(missing('el-per-frame', elText, 'no main-thread CPU figures (Linux only) or a run failed'));
 
   const qText = "default settings + ladder: speech quality >= (a)'s - 0.1 (wideband PESQ MOS-LQO) at 3 x (a)'s max N";
   const sc = rep.pesq?.scores ?? {};
