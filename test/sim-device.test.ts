@@ -53,6 +53,11 @@ describe('simulated device against a well-behaved server', () => {
     expect(summary.mcp).toEqual({ requests: 2, replies: 2 });
     expect(summary.gateway.available).toBe(true);
     expect(fake.devices.size).toBe(2);
+    // The simulation ends when each device has sent its goodbye and ended its MQTT connection; the
+    // fake has read everything once the connection closed on its side (on a busy machine, later).
+    const t0 = Date.now();
+    while (fake.openConnections() > 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    expect(fake.openConnections()).toBe(0);
     for (const d of fake.devices.values()) {
       expect(d.subscribes).toBe(0);
       expect(d.protocolVersion).toBe(4);

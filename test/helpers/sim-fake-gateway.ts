@@ -72,6 +72,8 @@ interface Conn {
 export interface FakeGateway {
   otaUrl: string;
   devices: Map<string, DeviceRecord>;
+  /** MQTT connections not yet closed: 0 once every device powered off and all it sent was read. */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
@@ -326,6 +328,7 @@ export async function startFakeGateway(b: FakeBehaviour = {}): Promise<FakeGatew
   return {
     otaUrl: `http://127.0.0.1:${httpPort}/xiaozhi/ota/`,
     devices,
+    openConnections: () => conns.size,
     async close() {
       for (const c of conns) {
         for (const t of c.timers) clearTimeout(t);
