@@ -89,12 +89,13 @@ async function main(): Promise<void> {
       const used = process.cpuUsage(cpu);
       loop.disable();
       if (process.env.XZ_BENCH_DUMP) writeFileSync(`${process.env.XZ_BENCH_DUMP}.${process.pid}.json`, JSON.stringify({ uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds }));
+      const lk = backend.stats();
       send({
         type: 'report', uplinkCaptured, downlinkForwarded, downlinkBuilt, downlinkSent, turnEnds,
         cpuUserUs: used.user, cpuSystemUs: used.system, wallMs: performance.now() - wall,
         eventLoopP99Ms: loop.percentile(99) / 1e6, eventLoopMaxMs: loop.max / 1e6,
-        uplinkDropped: backend.stats().uplinkDropped, uplinkShed: backend.stats().uplinkShed + backend.stats().uplinkShedSpeech,
-        downlinkDropped: backend.stats().downlinkDropped + pacerDrops, livekitSessions: backend.stats().sessions,
+        uplinkDropped: lk.uplinkDropped, uplinkShed: lk.uplinkShed + lk.uplinkShedSpeech,
+        downlinkDropped: lk.downlinkDropped + pacerDrops, livekitSessions: lk.sessions,
       });
     } else if (m.type === 'stop') {
       await gw.stop();

@@ -304,13 +304,11 @@ export function render(rep: BenchReport): string {
   out.push("  (b) at a real-time pace: the same loop over N streams, frame pair k started at k × 60 ms / N (round at once: the N pairs of each 60 ms round back to back), the thread asleep in between");
   const el = eventLoopUsPerFrame(rep);
   if (el.ours !== undefined) {
+    // Ours' hand-offs between the event loop and the threadpool (medians of the side-by-side runs).
+    const h = rep.comparison.ours.flatMap((r) => (r.handoffsPerFrame ? [r.handoffsPerFrame] : []));
+    const handoffs = h.length ? `; ours per frame: ${f2(median(h.map((x) => x.tasks)))} threadpool tasks, ${f2(median(h.map((x) => x.deliveries)))} deliveries to JS` : '';
     out.push(`  event-loop CPU per processed frame at (a)'s max N, beyond the generator's own ${f1(el.generator!)} µs (main-thread medians): ` +
-      `ours ${f1(el.ours)} µs${el.a !== undefined ? `, (a) ${f1(el.a)} µs` : ''}` +
-      (() => {
-        // Ours' hand-offs between the event loop and the threadpool (medians of the side-by-side runs).
-        const h = rep.comparison.ours.flatMap((r) => (r.handoffsPerFrame ? [r.handoffsPerFrame] : []));
-        return h.length ? `; ours per frame: ${f2(median(h.map((x) => x.tasks)))} threadpool tasks, ${f2(median(h.map((x) => x.deliveries)))} deliveries to JS` : '';
-      })());
+      `ours ${f1(el.ours)} µs${el.a !== undefined ? `, (a) ${f1(el.a)} µs` : ''}${handoffs}`);
   }
   if (rep.idleMsPerS !== undefined) out.push(`  apparatus alone (10 ms generator timer + 1 ms event-loop monitor, no streams): ${f1(rep.idleMsPerS)} ms CPU per second, included in every run's CPU`);
 

@@ -184,14 +184,20 @@ PushResult Scheduler::push(uint32_t id, const uint8_t* data, size_t bytes, Sampl
     offset += n;
   } while (offset < bytes);
   const uint64_t drops_after = metrics_->get(kDropQueueOverflowUp) + metrics_->get(kDropQueueOverflowDown);
-  const bool wake = should_wake_locked();
-  lock.unlock();
-  wake_lingering(wake);
+  unlock_and_wake(lock);
   return drops_after != drops_before ? PushResult::kQueuedDroppedOldest : PushResult::kQueued;
 }
 
-void Scheduler::wake_lingering(bool wake) {
+void Scheduler::unlock_and_wake(std::unique_lock<std::mutex>& lock) {
+  const bool wake = should_wake_locked();
+  lock.unlock();
   if (wake) work_cv_.notify_one();
+}
+
+bool Scheduler::claim_notification_locked() {
+  if (!notifier_ || notified_ || results_.empty()) return false;
+  notified_ = true;
+  return true;
 }
 
 PushResult Scheduler::push_control(uint32_t id, ItemKind kind, uint32_t tag) {
@@ -203,9 +209,7 @@ PushResult Scheduler::push_control(uint32_t id, ItemKind kind, uint32_t tag) {
   item.tag = tag;
   item.enqueued_ns = now_ns();
   enqueue_locked(it->second, item);
-  const bool wake = should_wake_locked();
-  lock.unlock();
-  wake_lingering(wake);
+  unlock_and_wake(lock);
   return PushResult::kQueued;
 }
 
@@ -239,9 +243,7 @@ bool Scheduler::abort_stream(uint32_t id, uint32_t tag) {
   reset.tag = tag;
   reset.enqueued_ns = now_ns();
   enqueue_locked(s, reset);
-  const bool wake = should_wake_locked();
-  lock.unlock();
-  wake_lingering(wake);
+  unlock_and_wake(lock);
   return true;
 }
 
@@ -392,8 +394,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
         const uint64_t until = std::min(deadline, now + options_.linger_ns);
         if (now < until) {
           // Finished results go to JavaScript before the wait, not after it.
-          if (notifier_ && !notified_ && !results_.empty()) {
-            notified_ = true;
+          if (claim_notification_locked()) {
             lock.unlock();
             notifier_();
             lock.lock();
@@ -466,10 +467,7 @@ void Scheduler::run_worker(uint64_t queued_at_ns) {
       }
       const bool budget_left = now_ns() < deadline;
       // More streams to go in this task: hand what is finished to JS now rather than at the end.
-      if (notifier_ && !notified_ && !results_.empty() && ready_count_ > 0 && budget_left) {
-        notified_ = true;
-        notify = true;
-      }
+      if (ready_count_ > 0 && budget_left) notify = claim_notification_locked();
       if (!budget_left) {
         leave = true;
         leave_locked();

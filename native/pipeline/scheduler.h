@@ -121,8 +121,12 @@ class Scheduler {
   std::shared_ptr<MetricsBlock> metrics_;
   Pools pools_;
 
-  // Wakes a lingering worker when a stream becomes ready (after the lock is released).
-  void wake_lingering(bool wake);
+  // Releases the lock taken by push(), push_control() or abort_stream(), then wakes a lingering
+  // worker if the input made work it should take (notified outside the lock: the woken worker does
+  // not block on it at once).
+  void unlock_and_wake(std::unique_lock<std::mutex>& lock);
+  // Claims the results notification (once until the next take_results) when results are waiting.
+  bool claim_notification_locked();
   // As workers_to_start(): work ahead wakes a worker only when none is busy to take it after its chunk.
   bool should_wake_locked() const {
     return lingering_ > 0 && (ready_[kUrgentList].count > 0 || (ready_count_ > 0 && holding_ == 0));

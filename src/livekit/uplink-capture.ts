@@ -83,9 +83,13 @@ export class UplinkCapture {
     this.#o = options;
   }
 
+  #now(): number {
+    return this.#o.now?.() ?? performance.now();
+  }
+
   /** How long the frame being captured has waited for the source to take it (0: none in flight). */
   get captureWaitMs(): number {
-    return this.#busy ? (this.#o.now?.() ?? performance.now()) - this.#captureStartedAt : 0;
+    return this.#busy ? this.#now() - this.#captureStartedAt : 0;
   }
 
   get bufferedMs(): number {
@@ -96,7 +100,7 @@ export class UplinkCapture {
   push(pcm: Int16Array, sequence?: number): void {
     if (this.#closed || pcm.length === 0) return;
     if (this.#shedNow(pcm)) return;
-    this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#o.now?.() ?? performance.now(), sequence });
+    this.#queue.push({ frame: ownedAudioFrame(pcm, this.#o.sampleRate), at: this.#now(), sequence });
     this.#queuedSamples += pcm.length;
     const ms = this.#paused ? (this.#o.pausedMaxBufferedMs ?? this.#o.maxBufferedMs) : this.#o.maxBufferedMs;
     const max = (ms / 1000) * this.#o.sampleRate;
@@ -121,7 +125,7 @@ export class UplinkCapture {
       this.#owed = 0;
       return false;
     }
-    const now = this.#o.now?.() ?? performance.now();
+    const now = this.#now();
     const backlog = this.bufferedMs + sourceMs();
     if (this.#windowStart < 0) {
       this.#windowStart = now;
@@ -174,7 +178,7 @@ export class UplinkCapture {
     if (!next) return;
     this.#queuedSamples -= next.frame.samplesPerChannel;
     this.#busy = true;
-    this.#captureStartedAt = this.#o.now?.() ?? performance.now();
+    this.#captureStartedAt = this.#now();
     this.#o.capture(next.frame).then(
       () => {
         this.#busy = false;
