@@ -157,6 +157,9 @@ function bye(l: Link, sid: string): void {
   l.inConversation = false;
 }
 
+/** The gateway's hello replies the device has received, oldest first. */
+const helloReplies = (d: RawDevice) => d.messages.filter((m) => m.type === 'hello');
+
 const goodbyeFromGateway = (d: RawDevice, sid: string, ms: number) =>
   d.waitFor((m) => m.type === 'goodbye' && m.session_id === sid, ms).then(() => true, () => false);
 
@@ -232,12 +235,11 @@ const endings: Record<Kind, (l: Link, sid: string, room: string) => Promise<'dev
   },
   // The firmware re-opens its audio channel: the first session ends while it is still joining.
   'hello-race': async (l) => {
-    const replies = () => l.d.messages.filter((m) => m.type === 'hello');
-    const before = replies().length;
+    const before = helloReplies(l.d).length;
     l.d.publish({ type: 'hello', version: 3, transport: 'udp', features: { mcp: true }, audio_params: { format: 'opus', sample_rate: 16000, channels: 1, frame_duration: 60 } });
     await l.d.sayHello();  // the second hello (it may return the first one's reply)
-    await l.d.waitFor(() => replies().length >= before + 2, 10_000);
-    l.d.hello = replies().at(-1) as unknown as HelloReply;
+    await l.d.waitFor(() => helloReplies(l.d).length >= before + 2, 10_000);
+    l.d.hello = helloReplies(l.d).at(-1) as unknown as HelloReply;
     l.d.seq = 0;
     const sid = l.d.session();
     await streamPackets(l.d, speech);
@@ -300,7 +302,7 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}, every
         try {
           l.inConversation = true;
           l.kind = kind;
-          l.repliesBefore = l.d.messages.filter((m) => m.type === 'hello').length;
+          l.repliesBefore = helloReplies(l.d).length;
           let sid = '';
           if (kind !== 'hello-race') sid = (await l.d.sayHello()).session_id;
           const who = await endings[kind](l, sid, roomName(ROOM_TEMPLATE, { deviceId: l.mac, clientId: '', sessionId: sid }));
@@ -392,9 +394,9 @@ describe(`LiveKit sessions with --recycle-after-sessions ${RECYCLE_AFTER}, every
     // A device closed during a conversation: its session was open (the hello reply came; a close
     // before it is a hello that crossed a drain, counted as such) and the gateway never said goodbye
     // to it (a refused hello, or a session the gateway ended, ends with one: no conversation then).
-    const lastSession = (d: RawDevice) => d.messages.filter((m) => m.type === 'hello').at(-1)?.session_id;
+    const lastSession = (d: RawDevice) => helloReplies(d).at(-1)?.session_id;
     const closedInConversation = closedWhileTalking
-      .filter((c) => c.link.d.messages.filter((m) => m.type === 'hello').length > c.repliesBefore)
+      .filter((c) => helloReplies(c.link.d).length > c.repliesBefore)
       .filter((c) => !c.link.d.messages.some((m) => m.type === 'goodbye' && m.session_id === lastSession(c.link.d)))
       .map((c) =>
         `${c.link.mac} in a '${c.kind}' session ${lastSession(c.link.d)} after ${c.done} sessions; the device's last messages ` +

@@ -2,7 +2,7 @@
 // what the device puts on the wire (OTA headers, MQTT CONNECT, no SUBSCRIBE, uplink header/IV and
 // sequence), and that the simulator reports a misbehaving server: audio after tts stop, bursts that
 // overflow the 40-packet queue, damaged and reordered datagrams, invalid hello replies.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildUplinkClip } from '../src/sim/audio.js';
 import { runSimulation, type SimulationOptions } from '../src/sim/simulator.js';
 import { startFakeGateway, type FakeBehaviour, type FakeGateway } from './helpers/sim-fake-gateway.js';
@@ -55,9 +55,7 @@ describe('simulated device against a well-behaved server', () => {
     expect(fake.devices.size).toBe(2);
     // The simulation ends when each device has sent its goodbye and ended its MQTT connection; the
     // fake has read everything once the connection closed on its side (on a busy machine, later).
-    const t0 = Date.now();
-    while (fake.openConnections() > 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
-    expect(fake.openConnections()).toBe(0);
+    await vi.waitFor(() => expect(fake.openConnections()).toBe(0), { timeout: 10_000, interval: 20 });
     for (const d of fake.devices.values()) {
       expect(d.subscribes).toBe(0);
       expect(d.protocolVersion).toBe(4);
